@@ -1,0 +1,158 @@
+"""RunConfig: the one typed definition that drives the YAML file, the CLI overrides, the web UI
+form and the docs table. Sections: model / data / method / stage / train / eval / output_dir,
+plus one options section per stage that has options (`dpo:`, `distill:` ...), all validated
+strictly: an unknown key is an error that names the closest valid key."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, create_model, field_validator
+
+from danlu.config.base import StrictModel
+
+Auto = Literal["auto"]
+
+
+class ModelConfig(StrictModel):
+    name_or_path: str = Field(
+        ..., description="Hub id (Qwen/Qwen2.5-0.5B-Instruct), a local directory, or builtin:tiny / builtin:small."
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to load.")
+    trust_remote_code: bool = Field(False, description="Allow a model's own Python code to run. Off unless you set it.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Storage dtype of frozen weights. auto: bf16 on GPUs that support it, else fp32."
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="Attention kernel; auto picks sdpa (flash_attention_2 when installed on CUDA)."
+    )
+
+
+class DataConfig(StrictModel):
+    train: str | list[str] = Field(
+        ..., description="Training data: file(s) (.jsonl .json .csv .parquet) or a hub dataset name."
+    )
+    eval: str | list[str] | None = Field(None, description="Evaluation data file(s); else see eval_split.")
+    eval_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of train held out for eval when no eval file.")
+    format: str = Field(
+        "auto", description="alpaca | sharegpt | messages | prompt_response | text | auto (detected and reported)."
+    )
+    template: str = Field(
+        "auto",
+        description="Chat template: auto (the tokenizer's own), chatml, qwen, llama3, mistral, default, or a .jinja file.",
+    )
+    system: str | None = Field(None, description="System prompt for samples that have none.")
+    train_on_prompt: bool = Field(False, description="Also put loss on user/system tokens (default: assistant only).")
+    mask_history: bool = Field(False, description="Put loss on the last assistant turn only.")
+    on_bad_row: Literal["skip", "error"] = Field(
+        "skip", description="Malformed row: skip (count and report with file:line) or error (exit 2 at the first)."
+    )
+    overlong: Literal["truncate", "drop", "error"] = Field(
+        "truncate", description="Sample longer than train.max_length: truncate, drop, or error."
+    )
+    packing: bool = Field(
+        True, description="Pack samples into rows with a block-diagonal mask (no cross-sample attention, no padding)."
+    )
+    max_samples: int | None = Field(None, ge=1, description="Use at most this many training rows (after reading).")
+    shuffle_seed: int | None = Field(None, description="Seed for the eval_split; defaults to train.seed.")
+
+    @field_validator("train", "eval")
+    @classmethod
+    def _non_empty(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one file")
+        return v
+
+
+class TrainConfig(StrictModel):
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    learning_rate: float | Auto = Field(
+        "auto", description="Peak learning rate; auto follows the model size and method (shown in config.yaml)."
+    )
+    batch_size: int = Field(4, ge=1, description="Samples per device per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step (loss normalised over them).")
+    max_length: int = Field(1024, ge=8, description="Maximum tokens per sample (see data.overlong).")
+    seed: int = Field(42, description="Seed for weights of new parameters, data order and dropout.")
+    deterministic: bool = Field(False, description="Deterministic kernels; bit-exact reruns and resume on CPU.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Fraction of steps spent warming up.")
+    warmup_steps: int = Field(0, ge=0, description="Warmup steps (overrides warmup_ratio when > 0).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: off).")
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit", "sgd", "adafactor"] = Field(
+        "adamw", description="Optimizer."
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Compute precision. auto: bf16 autocast on GPUs and CPUs with native bf16 (AMX/AVX512-BF16), else fp32.",
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    logging_steps: int = Field(10, ge=1, description="Write metrics.jsonl and the progress bar every N steps.")
+    save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (default: once per epoch).")
+    save_total_limit: int | None = Field(3, ge=1, description="Keep at most N checkpoints (newest and best are kept).")
+    resume: Literal["auto", "never"] | str = Field(
+        "never", description="auto: continue from the latest complete checkpoint; or a checkpoint path."
+    )
+    max_bad_steps: int = Field(10, ge=1, description="Stop after this many NaN/inf losses in a row (each is skipped).")
+    report_to: list[str] = Field(["tensorboard"], description="Loggers: tensorboard, wandb, mlflow, swanlab, or [].")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+
+
+class EvalConfig(StrictModel):
+    strategy: Literal["no", "steps", "epoch"] = Field(
+        "epoch", description="When to compute eval loss during training (needs eval data)."
+    )
+    steps: int | None = Field(None, ge=1, description="Evaluate every N steps when strategy is steps.")
+    batch_size: int = Field(8, ge=1, description="Eval batch size.")
+
+
+class RunConfigBase(StrictModel):
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    output_dir: str = Field("runs/danlu", description="Run directory: config, metrics, checkpoints, final artefact.")
+
+    def stage_options(self):
+        """The options section of the chosen stage (a StageConfig instance)."""
+        return getattr(self, self.stage)
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The resolved config as plain data, with only the chosen stage's options section."""
+        from danlu.stages.registry import STAGES
+
+        out = self.model_dump(mode="json", by_alias=False)
+        for name, _ in STAGES:
+            if name != self.stage:
+                out.pop(name, None)
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_run_config_class() -> type[RunConfigBase]:
+    """Build RunConfig from the method and stage registries (import-light: no torch)."""
+    import danlu.methods  # noqa: F401  (registers every method)
+    import danlu.stages  # noqa: F401  (registers every stage)
+    from danlu.methods.registry import METHODS
+    from danlu.stages.registry import STAGES
+
+    method_types = tuple(cls for _, cls in METHODS)
+    method_union = Annotated[Union[method_types], Field(discriminator="name")]  # noqa: UP007
+    stage_names = tuple(name for name, _ in STAGES)
+    fields: dict[str, Any] = {
+        "method": (method_union, Field(..., description="Fine-tuning method: what becomes trainable.")),
+        "stage": (Literal[stage_names], Field("sft", description="Training objective: " + ", ".join(stage_names))),
+    }
+    for name, cls in STAGES:
+        fields[name] = (cls, Field(default_factory=cls, description=f"Options of stage {name}."))
+    return create_model("RunConfig", __base__=RunConfigBase, **fields)
+
+
+def __getattr__(name):  # `from danlu.config.schema import RunConfig`
+    if name == "RunConfig":
+        return get_run_config_class()
+    raise AttributeError(name)

@@ -1,0 +1,91 @@
+"""Batches for causal-LM training.
+
+Both collators emit `shift_labels` (the label of the *next* token at each position, -100 at
+each sample's last position), so the loss never asks a sample to predict its neighbour's first
+token, and `labels` only so the Trainer can count loss tokens for gradient accumulation.
+
+- PaddingCollator: one row per sample, right-padded, 2D attention mask.
+- PackingCollator: the micro-batch's samples packed into as few rows as fit `max_length`,
+  with position ids restarting per sample and a 4D block-diagonal causal mask (B, 1, L, L),
+  so no token attends across a sample boundary (restarted positions alone do not isolate
+  samples with sdpa/eager attention: measured). Same samples per step as padding, fewer
+  pad tokens."""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE = -100
+
+
+def _shifted(labels: list[int]) -> list[int]:
+    return labels[1:] + [IGNORE]
+
+
+class PaddingCollator:
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_id, self.multiple = pad_token_id, pad_to_multiple_of
+
+    def __call__(self, features: list[dict]) -> dict:
+        width = max(len(f["input_ids"]) for f in features)
+        if self.multiple:
+            width = -(-width // self.multiple) * self.multiple
+        B = len(features)
+        ids = torch.full((B, width), self.pad_id, dtype=torch.long)
+        labels = torch.full((B, width), IGNORE, dtype=torch.long)
+        shift = torch.full((B, width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((B, width), dtype=torch.long)
+        for b, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[b, :n] = torch.tensor(f["input_ids"])
+            labels[b, :n] = torch.tensor(f["labels"])
+            shift[b, :n] = torch.tensor(_shifted(f["labels"]))
+            mask[b, :n] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels, "shift_labels": shift}
+
+
+def first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Bins of sample indices, longest first, each bin's total ≤ capacity (a longer sample
+    gets a bin of its own)."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        for b, free in enumerate(room):
+            if lengths[i] <= free:
+                bins[b].append(i)
+                room[b] -= lengths[i]
+                break
+        else:
+            bins.append([i])
+            room.append(max(capacity, lengths[i]) - lengths[i])
+    return [sorted(b) for b in bins]
+
+
+class PackingCollator:
+    def __init__(self, pad_token_id: int, max_length: int):
+        self.pad_id, self.max_length = pad_token_id, max_length
+
+    def __call__(self, features: list[dict]) -> dict:
+        lengths = [len(f["input_ids"]) for f in features]
+        rows = first_fit(lengths, self.max_length)
+        width = max(sum(lengths[i] for i in row) for row in rows)
+        R = len(rows)
+        ids = torch.full((R, width), self.pad_id, dtype=torch.long)
+        labels = torch.full((R, width), IGNORE, dtype=torch.long)
+        shift = torch.full((R, width), IGNORE, dtype=torch.long)
+        pos = torch.zeros((R, width), dtype=torch.long)
+        mask = torch.zeros((R, 1, width, width), dtype=torch.bool)
+        for r, row in enumerate(rows):
+            off = 0
+            for i in row:
+                f, n = features[i], lengths[i]
+                ids[r, off:off + n] = torch.tensor(f["input_ids"])
+                labels[r, off:off + n] = torch.tensor(f["labels"])
+                shift[r, off:off + n] = torch.tensor(_shifted(f["labels"]))
+                pos[r, off:off + n] = torch.arange(n)
+                mask[r, 0, off:off + n, off:off + n] = torch.ones(n, n, dtype=torch.bool).tril_()
+                off += n
+            pad = torch.arange(off, width)
+            mask[r, 0, pad, pad] = True  # pad rows attend to themselves: no all-masked row, no NaN
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "labels": labels,
+                "shift_labels": shift}

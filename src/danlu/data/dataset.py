@@ -1,0 +1,140 @@
+"""Rows → samples → tokenised datasets, under the data policies (on_bad_row, overlong), with a
+report of everything kept and dropped."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+
+from danlu.data.formats import FORMATS, FormatOptions, detect_format
+from danlu.data.readers import read_rows
+from danlu.data.report import DataReport
+from danlu.data.sample import RowError, Text
+from danlu.data.tokenize import Encoded, SampleDropped, encode_conversation, encode_text, fit_length
+from danlu.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def iter_samples(
+    sources: str | list[str],
+    *,
+    fmt: str = "auto",
+    kinds: tuple[str, ...] = ("conversation", "text"),
+    opts: FormatOptions | None = None,
+    on_bad_row: str = "skip",
+    report: DataReport | None = None,
+) -> Iterator:
+    """Samples of the given kinds from every source; bad rows are skipped (and reported) or raise."""
+    opts = opts or FormatOptions()
+    report = report if report is not None else DataReport()
+    for source in [sources] if isinstance(sources, str) else sources:
+        report.sources.append(source)
+        converter = None if fmt == "auto" else FORMATS.get(fmt, where="data.format")()
+        if converter is not None and converter.kind not in kinds:
+            raise DataError(f"format {fmt!r} gives {converter.kind} rows; this stage needs {' or '.join(kinds)}",
+                            where="data.format")
+        for raw in read_rows(source):
+            report.rows_read += 1
+            try:
+                if raw.error:
+                    raise RowError(raw.error)
+                if converter is None:
+                    name = detect_format(raw.data, kinds)
+                    if name is None:
+                        raise RowError(f"no known {'/'.join(kinds)} format has fields {sorted(raw.data)}")
+                    converter = FORMATS.get(name)()
+                    report.formats[source] = name
+                    log.info("%s: detected format %s (fields %s)", source, name, ", ".join(sorted(raw.data)))
+                sample = converter.convert(raw.data, opts)
+            except RowError as exc:
+                if on_bad_row == "error":
+                    raise DataError(str(exc), where=raw.where,
+                                    hint="fix the row, or set data.on_bad_row: skip to skip and report bad rows") from None
+                report.drop(raw.where, str(exc))
+                continue
+            sample.where = raw.where
+            yield sample
+        report.formats.setdefault(source, fmt if fmt != "auto" else "unknown")
+
+
+def encode_sample(sample, tpl, data_cfg, max_length: int, report: DataReport) -> Encoded | None:
+    try:
+        if isinstance(sample, Text):
+            enc = encode_text(sample, tpl.tokenizer)
+        else:
+            enc = encode_conversation(sample, tpl, train_on_prompt=data_cfg.train_on_prompt,
+                                      mask_history=data_cfg.mask_history)
+        if len(enc) > max_length and data_cfg.overlong == "truncate":
+            report.truncated += 1
+        return fit_length(enc, max_length, data_cfg.overlong, sample.where)
+    except (SampleDropped, RowError) as exc:
+        if isinstance(exc, RowError) and data_cfg.on_bad_row == "error":
+            raise DataError(str(exc), where=sample.where) from None
+        report.drop(sample.where, str(exc))
+        return None
+
+
+class TokenizedDataset:
+    """A list of encoded samples as the dicts the collators expect."""
+
+    def __init__(self, items: list[Encoded]):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.items[i]
+        return {"input_ids": e.input_ids, "labels": e.labels}
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(e) for e in self.items]
+
+
+def split_eval(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    if fraction <= 0 or len(items) < 2:
+        return items, []
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, int(round(len(items) * fraction)))
+    held = set(order[:n_eval])
+    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+
+
+def build_sft_datasets(ctx, kinds: tuple[str, ...] = ("conversation", "text")):
+    """Train and eval TokenizedDatasets for causal-LM stages; reports land in ctx.reports."""
+    cfg = ctx.config
+    data_cfg, max_length = cfg.data, cfg.train.max_length
+    opts = ctx.format_options()
+
+    def build(sources, split: str) -> TokenizedDataset:
+        report = DataReport(split=split)
+        items = []
+        for sample in iter_samples(sources, fmt=data_cfg.format, kinds=kinds, opts=opts,
+                                   on_bad_row=data_cfg.on_bad_row, report=report):
+            enc = encode_sample(sample, ctx.template, data_cfg, max_length, report)
+            if enc is not None:
+                items.append(enc)
+            if split == "train" and data_cfg.max_samples and len(items) >= data_cfg.max_samples:
+                break
+        report.kept = len(items)
+        report.lengths = [len(e) for e in items]
+        report.label_tokens = sum(e.num_labels for e in items)
+        ctx.reports.append(report)
+        report.log_summary()
+        if not items:
+            raise DataError(f"no usable {split} samples in {sources}", where=f"data.{split}",
+                            hint="see the dropped rows above (or data_report.json) for why each row was dropped")
+        return TokenizedDataset(items)
+
+    train = build(data_cfg.train, "train")
+    if data_cfg.eval:
+        return train, build(data_cfg.eval, "eval")
+    if data_cfg.eval_split > 0:
+        seed = data_cfg.shuffle_seed if data_cfg.shuffle_seed is not None else cfg.train.seed
+        kept, held = split_eval(train.items, data_cfg.eval_split, seed)
+        return TokenizedDataset(kept), TokenizedDataset(held)
+    return train, None

@@ -1,0 +1,109 @@
+"""What a data format provides: how to recognise a row, and how to turn it into a sample.
+Shared checks on conversations live here (role order, empty turns)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from danlu.data.sample import RowError
+
+
+@dataclass
+class FormatOptions:
+    system: str | None = None  # default system prompt for rows without one
+    placeholders: dict[str, str] = field(default_factory=dict)  # {{name}} → value
+    columns: dict[str, str] = field(default_factory=dict)  # our field name → the row's field name
+
+
+class Format:
+    name: ClassVar[str]
+    kind: ClassVar[str]  # conversation | text | preference | unpaired | labelled | prompt
+    signature: ClassVar[tuple[str, ...]] = ()  # fields whose presence identifies the format
+    priority: ClassVar[int] = 50  # lower is tried first by auto-detection
+
+    @classmethod
+    def detect(cls, row: dict) -> bool:
+        return all(k in row for k in cls.signature)
+
+    def convert(self, row: dict, opts: FormatOptions) -> Any:
+        raise NotImplementedError
+
+
+def text_field(row: dict, key: str, *, required: bool = True, allow_empty: bool = False) -> str:
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise RowError(f"missing field {key!r}")
+        return ""
+    if not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        else:
+            raise RowError(f"field {key!r} must be a string, got {type(value).__name__}")
+    if required and not allow_empty and not value.strip():
+        raise RowError(f"field {key!r} is empty")
+    return value
+
+
+def fill_placeholders(text: str, placeholders: dict[str, str]) -> str:
+    for key, value in placeholders.items():
+        text = text.replace("{{" + key + "}}", value)
+    return text
+
+
+def parse_json_field(value, what: str):
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise RowError(f"{what} is not valid JSON: {exc.msg}") from None
+    return value
+
+
+def finish_messages(messages: list[dict], opts: FormatOptions, *, require_assistant_last: bool = True) -> list[dict]:
+    """Apply the default system prompt and placeholders, then check role order:
+    [system] (user, assistant [tool... assistant])*, ending with an assistant turn."""
+    if opts.system and not (messages and messages[0]["role"] == "system"):
+        messages = [{"role": "system", "content": opts.system}, *messages]
+    if opts.placeholders:
+        for m in messages:
+            if isinstance(m.get("content"), str):
+                m["content"] = fill_placeholders(m["content"], opts.placeholders)
+    check_roles(messages, require_assistant_last=require_assistant_last)
+    return messages
+
+
+def check_roles(messages: list[dict], *, require_assistant_last: bool = True) -> None:
+    if not messages:
+        raise RowError("no messages")
+    prev = None
+    for i, m in enumerate(messages):
+        role = m.get("role")
+        content = m.get("content")
+        if role not in ("system", "user", "assistant", "tool"):
+            raise RowError(f"message {i + 1}: unknown role {role!r} (use system, user, assistant, tool)")
+        if content is not None and not isinstance(content, str):
+            raise RowError(f"message {i + 1}: content must be a string, got {type(content).__name__}")
+        if role == "system":
+            if i != 0:
+                raise RowError(f"message {i + 1}: a system message may only come first")
+        elif role == "user":
+            if prev not in (None, "system", "assistant"):
+                raise RowError(f"message {i + 1}: wrong role order: user after {prev}")
+        elif role == "assistant":
+            if prev not in ("user", "tool"):
+                raise RowError(f"message {i + 1}: wrong role order: assistant after {prev or 'nothing'}")
+            if not (content or "").strip() and not m.get("tool_calls"):
+                raise RowError(f"message {i + 1}: empty assistant turn")
+        elif role == "tool":
+            if prev not in ("assistant", "tool") or (prev == "assistant" and not messages[i - 1].get("tool_calls")):
+                raise RowError(f"message {i + 1}: a tool result must follow an assistant tool call")
+        prev = role
+    if require_assistant_last and prev != "assistant":
+        raise RowError("the conversation does not end with an assistant turn")
+    if not any(m["role"] == "user" for m in messages):
+        raise RowError("no user turn")

@@ -1,0 +1,85 @@
+"""Load what `danlu chat/eval/serve/export` are pointed at: a run directory, an artefact
+directory (adapter/ or model/), or a plain model (hub id, local directory, builtin:*)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from danlu.errors import UnsafeFileError, UserError
+
+
+@dataclass
+class Loaded:
+    model: object
+    tokenizer: object
+    stop_token_ids: list[int]
+    info: dict = field(default_factory=dict)  # danlu.json of the artefact ({} for a plain model)
+    source: str = ""
+    base_model: str = ""
+
+
+def find_artefact(target: str) -> Path | None:
+    """The artefact folder of a run dir (adapter/ or model/), or `target` itself if it is one."""
+    p = Path(target)
+    if (p / "danlu.json").is_file():
+        return p
+    for name in ("adapter", "model"):
+        if (p / name / "danlu.json").is_file():
+            return p / name
+    if (p / "config.yaml").is_file() and (p / "checkpoints").is_dir():
+        raise UserError(f"run {p} has no final artefact yet (training did not finish)",
+                        hint=f"resume it with: danlu train {p}/config.yaml --resume")
+    return None
+
+
+def refuse_pickles(folder: Path) -> None:
+    """An adapter or model folder must hold safetensors weights, never pickles."""
+    if list(folder.glob("*.safetensors")):
+        return
+    pickles = [f.name for f in folder.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt")]
+    if pickles:
+        raise UnsafeFileError(
+            f"{folder} holds only pickle weights ({', '.join(pickles)}); danlu loads safetensors only",
+            hint="convert them to safetensors in a sandbox, from a source you trust",
+        )
+    raise UserError(f"{folder} holds no weights (*.safetensors)")
+
+
+def load_for_inference(target: str, *, dtype=None, device: str | None = None, merge: bool = False) -> Loaded:
+    import torch
+
+    from danlu.models.load import load_model, load_tokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    artefact = find_artefact(target)
+    if artefact is None:  # a plain model: its own template (or danlu's default)
+        from danlu.data.templates import resolve_template
+
+        tok = load_tokenizer(target)
+        tpl = resolve_template(tok, "auto")
+        model = load_model(target, dtype=dtype).to(device).eval()
+        return Loaded(model, tok, tpl.stop_token_ids(), {}, target, target)
+    info = json.loads((artefact / "danlu.json").read_text(encoding="utf-8"))
+    refuse_pickles(artefact)
+    tok = load_tokenizer(str(artefact))
+    stop = info.get("stop_token_ids") or [tok.eos_token_id]
+    trust = bool(info.get("trust_remote_code"))
+    task = info.get("task", "causal_lm")
+    if info.get("artefact") == "model":
+        model = load_model(str(artefact), task=task, dtype=dtype, trust_remote_code=trust)
+    else:
+        from danlu.methods.registry import METHODS
+
+        method_cfg = info["method"]
+        method = METHODS.get(method_cfg["name"]).model_validate(method_cfg)
+        base = load_model(info["base_model"], task=task, dtype=dtype, revision=info.get("revision"),
+                          trust_remote_code=trust)
+        model = method.load_trained(base, artefact)
+        if merge and method.can_merge:
+            model = method.merge(model)
+    model = model.to(device).eval()
+    return Loaded(model, tok, stop, info, str(artefact), info.get("base_model", ""))

@@ -1,0 +1,39 @@
+"""Logging for the CLI: one readable line per event on stderr, rank 0 only under distributed runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+
+def setup_logging(verbose: bool = False) -> None:
+    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+    level = logging.DEBUG if verbose else logging.INFO
+    if rank != 0:
+        level = logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname_short)s%(message)s"))
+    handler.addFilter(_ShortLevel())
+    root = logging.getLogger("danlu")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*torch.utils.checkpoint.*")
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars on every load
+    except ImportError:
+        pass
+
+
+class _ShortLevel(logging.Filter):
+    def filter(self, record):
+        record.levelname_short = {"WARNING": "warning: ", "ERROR": "error: "}.get(record.levelname, "")
+        return True

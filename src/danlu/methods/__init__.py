@@ -1,0 +1,13 @@
+"""Fine-tuning methods. Importing this package registers every method module in it."""
+
+import importlib
+import pkgutil
+
+from danlu.methods.base import Method, MethodContext, count_parameters
+from danlu.methods.registry import METHODS, register_method
+
+for _mod in pkgutil.iter_modules(__path__):
+    if _mod.name not in ("base", "registry"):
+        importlib.import_module(f"{__name__}.{_mod.name}")
+
+__all__ = ["METHODS", "Method", "MethodContext", "count_parameters", "register_method"]

@@ -1,0 +1,1 @@
+"""Model and tokenizer loading: hub ids, local directories and offline builtin:* models."""

@@ -1,0 +1,141 @@
+"""Load tokenizers and models from a hub id, a local directory or `builtin:*`.
+
+Safe by default: weights are read from safetensors only (a pickle `.bin` is refused), and a
+model's own Python code runs only with `model.trust_remote_code: true`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from danlu.errors import UnsafeFileError, UserError
+from danlu.models.builtin import builtin_path, is_builtin
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """builtin:* → its cached directory; a local directory → itself; otherwise a hub id."""
+    if is_builtin(name_or_path):
+        return str(builtin_path(name_or_path))
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise UserError(
+                f"{p} is not a model directory (no config.json)",
+                where="model.name_or_path",
+                hint="give a Hugging Face model directory, a hub id, or builtin:tiny",
+            )
+        return str(p)
+    return name_or_path
+
+
+def _friendly(exc: Exception, name: str, trust_remote_code: bool) -> Exception:
+    text = str(exc)
+    if "trust_remote_code" in text and not trust_remote_code:
+        return UserError(
+            f"{name} contains custom code, which danlu does not run unless you allow it",
+            where="model.trust_remote_code",
+            hint="read the model's code first; then set model.trust_remote_code: true",
+        )
+    if ".bin" in text or "pytorch_model" in text or "use_safetensors" in text or "safetensors" in text.lower():
+        return UnsafeFileError(
+            f"{name} has no safetensors weights; danlu does not load pickle (.bin) files, which can run code",
+            where="model.name_or_path",
+            hint="convert the weights to safetensors in a sandbox (or pick a model that ships them)",
+        )
+    if isinstance(exc, OSError):
+        return UserError(
+            f"cannot load {name!r}: {text.splitlines()[0] if text else exc!r}",
+            where="model.name_or_path",
+            hint="check the hub id or path; offline, download it first or use builtin:tiny",
+        )
+    return exc
+
+
+def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _friendly(exc, name_or_path, trust_remote_code) from None
+    if tok.pad_token is None:
+        # pad == eos is safe here: labels are built explicitly, never by masking pad ids.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def compute_precision(requested: str = "auto") -> str:
+    """fp32 | bf16 | fp16 for autocast. auto: bf16 on GPUs with bf16 and on CPUs with native
+    bf16 matmuls (AMX / AVX512-BF16); fp16 on older GPUs; fp32 otherwise. On a CPU without
+    native bf16, a bf16 matmul is hundreds of times slower than fp32 (measured)."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def cpu_has_native_bf16() -> bool:
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def storage_dtype(requested: str, *, trains_base: bool):
+    """Dtype of the weights in memory. Weights that train stay fp32 (master copy; autocast
+    does the low-precision compute); a frozen base is bf16/fp16 on GPU to save memory."""
+    import torch
+
+    if requested != "auto":
+        return getattr(torch, requested)
+    if trains_base or not torch.cuda.is_available():
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def model_class(task: str):
+    import transformers as tf
+
+    return {
+        "causal_lm": tf.AutoModelForCausalLM,
+        "seq_cls": tf.AutoModelForSequenceClassification,
+        "token_cls": tf.AutoModelForTokenClassification,
+        "base": tf.AutoModel,
+    }[task]
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    task: str = "causal_lm",
+    dtype=None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str = "auto",
+    **kwargs: Any,
+):
+    """A transformers model from safetensors; `kwargs` go to from_pretrained (num_labels,
+    quantization_config ...)."""
+    path = resolve_model_path(name_or_path)
+    if attn_implementation != "auto":
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = model_class(task).from_pretrained(
+            path,
+            dtype=dtype if dtype is not None else "auto",
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+            **kwargs,
+        )
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise _friendly(exc, name_or_path, trust_remote_code) from None
+    return model

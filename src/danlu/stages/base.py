@@ -1,0 +1,33 @@
+"""What every training stage provides. A stage's options class (the config section named after
+the stage) is also its strategy: which rows it reads, how they are tokenised, and which trainer
+runs it. Methods and stages are independent: `qlora × dpo` is two registry look-ups."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from danlu.config.base import StrictModel
+
+if TYPE_CHECKING:
+    from danlu.train.context import RunContext
+
+
+class Stage(StrictModel):
+    summary: ClassVar[str] = ""
+    # what a row must become: conversation | text | preference | unpaired | prompt | labelled
+    sample_kind: ClassVar[str] = "conversation"
+    # model head: causal_lm | seq_cls | token_cls
+    task: ClassVar[str] = "causal_lm"
+
+    def check(self, run_config) -> None:
+        """Cross-section checks at config time; raise ConfigError with the reason."""
+
+    def build_datasets(self, ctx: RunContext):
+        """(train_dataset, eval_dataset or None); the default tokenises conversations for SFT."""
+        from danlu.data.dataset import build_sft_datasets
+
+        return build_sft_datasets(ctx)
+
+    def build_trainer(self, ctx: RunContext, train_dataset, eval_dataset):
+        """A transformers Trainer (or subclass) with danlu's checkpointing mixed in."""
+        raise NotImplementedError

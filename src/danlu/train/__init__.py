@@ -1,0 +1,1 @@
+"""Training: the runner (build → fit → save), danlu's Trainer mixin, checkpoints, callbacks."""

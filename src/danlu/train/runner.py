@@ -1,0 +1,240 @@
+"""`danlu train`: build (tokenizer, template, data, model, method) → fit (a stage's Trainer) →
+save (the artefact), writing everything into one run directory:
+
+  config.yaml        the resolved config (auto values filled in)
+  data_report.json   rows read / kept / dropped by reason with file:line, token statistics
+  run_info.json      trainable / total parameters, precision, versions, final figures
+  metrics.jsonl      one JSON object per logging step
+  tensorboard/       TensorBoard event files
+  checkpoints/step-N crash-safe checkpoints (complete only with their COMPLETE marker)
+  adapter/ | model/  the final artefact
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+import danlu
+from danlu.errors import DanluError, TrainingInterrupted, UnsafeFileError, UserError
+from danlu.train import checkpoint as ckpt
+
+log = logging.getLogger(__name__)
+RUN_FILES = ("metrics.jsonl", "data_report.json", "run_info.json", "tensorboard", "checkpoints", "adapter", "model")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    artefact: Path | None
+    info: dict
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
+
+
+def prepare_run_dir(cfg, *, resume: bool, overwrite: bool, is_main: bool) -> Path:
+    run_dir = Path(cfg.output_dir)
+    has_run = any((run_dir / name).exists() for name in ("checkpoints", "adapter", "model", "metrics.jsonl"))
+    if has_run and not resume and not overwrite:
+        raise UserError(
+            f"output_dir {run_dir} already holds a run",
+            where="output_dir",
+            hint="continue it with --resume, start over with --overwrite (deletes that run), or pick another output_dir",
+        )
+    if is_main:
+        if overwrite and has_run:
+            for name in RUN_FILES:
+                target = run_dir / name
+                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.clean_leftovers(run_dir)
+        for tmp in run_dir.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return run_dir
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """On resume, drop logged rows after the checkpoint's step so the curve stays continuous."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    kept = [r for r in rows if json.loads(r).get("step", 0) <= step]
+    path.write_text("".join(r + "\n" for r in kept), encoding="utf-8")
+
+
+def load_base(ctx):
+    """The base model for the run's stage and method (quantised if the method says so)."""
+    from danlu.models.load import load_model, storage_dtype
+
+    cfg, method, stage = ctx.config, ctx.config.method, ctx.config.stage_options()
+    dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model")
+    kwargs = dict(stage.model_kwargs(ctx)) if hasattr(stage, "model_kwargs") else {}
+    kwargs.update(method.load_kwargs())
+    return load_model(
+        cfg.model.name_or_path,
+        task=stage.task,
+        dtype=dtype,
+        revision=cfg.model.revision,
+        trust_remote_code=cfg.model.trust_remote_code,
+        attn_implementation=cfg.model.attn_implementation,
+        **kwargs,
+    )
+
+
+def build(cfg, *, run_dir: Path, is_main: bool = True):
+    """Tokenizer, template, datasets, model with the method applied: a RunContext."""
+    from danlu.data.report import write_reports
+    from danlu.data.templates import resolve_template
+    from danlu.methods.base import MethodContext, count_parameters
+    from danlu.models.load import compute_precision, load_tokenizer
+    from danlu.train.context import RunContext
+
+    stage = cfg.stage_options()
+    ctx = RunContext(config=cfg, run_dir=run_dir, is_main=is_main)
+    ctx.extra["task"] = stage.task
+    ctx.precision = compute_precision(cfg.train.precision)
+    cfg.method.check(cfg)
+    stage.check(cfg)
+    ctx.tokenizer = load_tokenizer(cfg.model.name_or_path, revision=cfg.model.revision,
+                                   trust_remote_code=cfg.model.trust_remote_code)
+    if stage.task == "causal_lm":
+        ctx.template = resolve_template(ctx.tokenizer, cfg.data.template)
+    train_ds, eval_ds = stage.build_datasets(ctx)
+    if is_main:
+        write_reports(ctx.reports, run_dir / "data_report.json")
+    model = load_base(ctx)
+    model = cfg.method.apply(model, MethodContext(task=stage.task, seed=cfg.train.seed,
+                                                   model_type=getattr(model.config, "model_type", "")))
+    ctx.model = model
+    trainable, total = count_parameters(model)
+    lr = cfg.train.learning_rate
+    ctx.learning_rate = cfg.method.auto_learning_rate(total) if lr == "auto" else float(lr)
+    ctx.extra["params"] = {"trainable_params": trainable, "total_params": total,
+                           "trainable_percent": round(100.0 * trainable / max(total, 1), 4)}
+    log.info("trainable params: %s / %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(total, 1))
+    return ctx, train_ds, eval_ds
+
+
+def resolved_config(cfg, ctx) -> dict:
+    data = cfg.to_yaml_dict()
+    data["train"]["learning_rate"] = ctx.learning_rate
+    if data["method"].get("r") == "auto":
+        data["method"]["r"] = cfg.method.rank
+    return data
+
+
+def plan_summary(cfg, ctx, train_ds) -> dict:
+    t = cfg.train
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = t.batch_size * t.grad_accum * world
+    steps_per_epoch = max(1, -(-len(train_ds) // per_step))
+    steps = t.max_steps if t.max_steps > 0 else int(steps_per_epoch * t.epochs + 0.999)
+    report = ctx.reports[0].to_dict() if ctx.reports else {}
+    tokens = report.get("tokens", {})
+    return {
+        "samples": len(train_ds),
+        "samples_per_step": per_step,
+        "optimizer_steps": steps,
+        "epochs": round(steps / steps_per_epoch, 3),
+        "tokens_per_epoch": tokens.get("total"),
+        "label_tokens_per_epoch": tokens.get("label_tokens"),
+        "learning_rate": ctx.learning_rate,
+        "precision": ctx.precision,
+        **ctx.extra["params"],
+    }
+
+
+def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False) -> RunResult:
+    is_main = rank() == 0
+    resume_mode = "auto" if resume else cfg.train.resume
+    run_dir = prepare_run_dir(cfg, resume=resume_mode != "never", overwrite=overwrite and not dry_run,
+                              is_main=is_main and not dry_run)
+    ctx, train_ds, eval_ds = build(cfg, run_dir=run_dir, is_main=is_main and not dry_run)
+    plan = plan_summary(cfg, ctx, train_ds)
+    if dry_run:
+        return RunResult(run_dir, None, {"plan": plan, "data": [r.to_dict() for r in ctx.reports]})
+    info = {"danlu_version": danlu.__version__, "method": cfg.method.name, "stage": cfg.stage, **plan,
+            "versions": _versions()}
+    if is_main:
+        (run_dir / "config.yaml").write_text(
+            yaml.safe_dump(resolved_config(cfg, ctx), allow_unicode=True, sort_keys=False), encoding="utf-8")
+        write_json(run_dir / "run_info.json", info)
+    resume_from = ckpt.resolve_resume(run_dir, resume_mode)
+    if resume_from is not None:
+        log.info("resuming from %s", resume_from)
+        if is_main:
+            truncate_metrics(run_dir, ckpt.step_of(resume_from))
+    elif resume_mode == "auto":
+        log.info("no complete checkpoint in %s; starting from the beginning", run_dir)
+    trainer = cfg.stage_options().build_trainer(ctx, train_ds, eval_ds)
+    ctx.trainer = trainer
+    t0 = time.perf_counter()
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except Exception as exc:
+        _raise_friendly(exc, resume_from)
+        raise
+    if ctx.stopper.signal_name:
+        latest = ckpt.latest_good_checkpoint(run_dir)
+        raise TrainingInterrupted(
+            f"stopped by {ctx.stopper.signal_name} at step {trainer.state.global_step}; "
+            f"checkpoint saved: {latest}. Resume with: danlu train <config> --resume "
+            f"(or train.resume: auto)"
+        )
+    artefact = ctx.extra.get("artefact_override") or _save(ctx, trainer)
+    info.update(
+        train_runtime_s=round(time.perf_counter() - t0, 2),
+        global_step=trainer.state.global_step,
+        train_loss=output.training_loss,
+        loss_tokens=getattr(trainer, "loss_tokens", None),
+        skipped_steps=getattr(trainer, "skipped_steps", 0),
+        artefact=str(artefact),
+    )
+    if is_main:
+        write_json(run_dir / "run_info.json", info)
+    return RunResult(run_dir, artefact, info)
+
+
+def _save(ctx, trainer) -> Path:
+    from danlu.train.artefact import save_artefact
+
+    return save_artefact(ctx, trainer)
+
+
+def _raise_friendly(exc: Exception, resume_from) -> None:
+    import pickle
+
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
+        raise UnsafeFileError(
+            f"a file in {resume_from} holds Python objects that would run code when loaded; refused",
+            hint="delete that checkpoint (or restore it from a trusted copy) and resume again",
+        ) from None
+    if isinstance(exc, DanluError):
+        return
+
+
+def _versions() -> dict:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "trl": trl.__version__}

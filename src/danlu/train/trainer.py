@@ -1,0 +1,180 @@
+"""danlu's additions to transformers' Trainer, mixed into every stage's trainer (ours or TRL's):
+crash-safe checkpoints (checkpoint.py), NaN/inf steps skipped instead of applied, the method's
+own optimizer groups (LoRA+), no pickle in any artefact. `CausalLMTrainer` adds the SFT loss."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import Trainer
+
+from danlu.train import checkpoint as ckpt
+from danlu.train.loss import accepts_logits_to_keep, causal_lm_loss
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteWeights(RuntimeError):
+    pass
+
+
+class DanluTrainerMixin:
+    """Set `self.danlu` (a RunContext) after construction."""
+
+    danlu = None
+    _bad_loss = None  # device flag: a non-finite loss in the current optimizer step
+    bad_steps_in_row = 0
+    skipped_steps = 0
+    loss_tokens = 0  # label tokens trained on (this process)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from danlu.train.callbacks import NonFiniteGuard
+
+        self.add_callback(NonFiniteGuard(self))
+
+    # ---- optimizer -------------------------------------------------------------------------
+    def create_optimizer(self, model=None):
+        groups = None
+        if self.optimizer is None and self.danlu is not None:
+            groups = self.danlu.config.method.optimizer_groups(
+                self.model, self.args.learning_rate, self.args.weight_decay
+            )
+        if not groups:
+            return super().create_optimizer(model)
+        cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(self.args, self.model)
+        self.optimizer = cls(groups, **{k: v for k, v in kwargs.items() if k != "lr"})
+        return self.optimizer
+
+    # ---- NaN / inf guard --------------------------------------------------------------------
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        bad = ~torch.isfinite(loss)
+        self._bad_loss = bad if self._bad_loss is None else (self._bad_loss | bad)
+        return torch.where(bad, torch.zeros_like(loss), loss)
+
+    def take_bad_step_flag(self) -> bool:
+        """True if this optimizer step saw a NaN/inf loss (one host sync per optimizer step)."""
+        flag = bool(self._bad_loss.item()) if self._bad_loss is not None else False
+        self._bad_loss = None
+        return flag
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def _save_checkpoint(self, model, trial):
+        run_dir = Path(self.danlu.run_dir)
+        step = self.state.global_step
+        tmp, final = ckpt.temp_dir(run_dir, step), ckpt.checkpoints_dir(run_dir) / f"step-{step}"
+        self.check_finite_weights()
+        self.store_flos()
+        if self.args.should_save:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.accelerator.wait_for_everyone()
+        try:
+            self.save_model(str(tmp), _internal_call=True)
+            if not self.args.save_only_model:
+                self._save_optimizer_and_scheduler(str(tmp))
+                self._save_scaler(str(tmp))
+                self._save_rng_state(str(tmp))
+            if self.args.should_save:
+                self._record_best(run_dir)
+                self._save_state(tmp)
+                (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle nobody loads
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                ckpt.finalize(tmp, final, step)
+                best = self.state.best_model_checkpoint
+                ckpt.rotate(run_dir, self.danlu.config.train.save_total_limit, Path(best) if best else None)
+            self.accelerator.wait_for_everyone()
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            friendly = ckpt.disk_full_error(exc, final, _dir_size(ckpt.complete_checkpoints(run_dir)))
+            if friendly:
+                raise friendly from None
+            raise
+        log.info("checkpoint saved: %s", final)
+
+    def _record_best(self, run_dir: Path) -> None:
+        if self.state.best_global_step:
+            best = ckpt.checkpoints_dir(run_dir) / f"step-{self.state.best_global_step}"
+            self.state.best_model_checkpoint = str(best) if best.exists() else None
+
+    def _save_state(self, out: Path) -> None:
+        from transformers.trainer_callback import ExportableState
+
+        for cb in [c for c in self.callback_handler.callbacks + [self.control] if isinstance(c, ExportableState)]:
+            self.state.stateful_callbacks[cb.__class__.__name__] = cb.state()
+        self.state.save_to_json(str(out / "trainer_state.json"))
+
+    def check_finite_weights(self) -> None:
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and not torch.isfinite(p.detach()).all():
+                raise NonFiniteWeights(f"parameter {name} holds NaN/inf values; refusing to save a checkpoint")
+
+
+def _dir_size(paths) -> int | None:
+    if not paths:
+        return None
+    last = paths[-1]
+    return sum(f.stat().st_size for f in last.rglob("*") if f.is_file())
+
+
+class CausalLMTrainer(DanluTrainerMixin, Trainer):
+    """Next-token loss on label positions only (see loss.py), normalised over the whole
+    accumulated step."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # We compute the loss ourselves, normalised by num_items_in_batch: tell the Trainer.
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+        self._keep_logits = accepts_logits_to_keep(self.model)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, n_tokens, outputs = causal_lm_loss(model, inputs, num_items_in_batch, keep_logits=self._keep_logits)
+        if model.training:
+            self.loss_tokens += int(n_tokens)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None and self.accelerator.num_processes > 1:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
+        return (loss, outputs) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss, _, _ = causal_lm_loss(model, dict(inputs), None, keep_logits=self._keep_logits)
+        return loss.detach(), None, None
+
+
+def quiet(trainer) -> None:
+    """Our progress bar and metrics.jsonl replace the Trainer's printed dicts."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=CausalLMTrainer):
+    from danlu.data.collate import PackingCollator, PaddingCollator
+    from danlu.train.args import training_arguments
+    from danlu.train.callbacks import standard_callbacks
+
+    cfg = ctx.config
+    pad = ctx.tokenizer.pad_token_id
+    collator = PackingCollator(pad, cfg.train.max_length) if cfg.data.packing else PaddingCollator(pad)
+    trainer = trainer_cls(
+        model=ctx.model,
+        args=training_arguments(ctx, has_eval=eval_dataset is not None),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=collator,
+        processing_class=ctx.tokenizer,
+        callbacks=standard_callbacks(ctx),
+    )
+    trainer.danlu = ctx
+    quiet(trainer)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return trainer
