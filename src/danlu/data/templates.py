@@ -102,6 +102,10 @@ def _find_turn_end(tpl: ChatTemplate) -> None:
             raise UserError("the tokenizer has no EOS token and its chat template ends turns with none")
         tpl.turn_end, tpl.turn_end_in_template = tok.eos_token, False
     tpl.stop_strings = [tpl.turn_end]
+    prompt = tpl.render([{"role": "user", "content": "hi"}], add_generation_prompt=True)
+    if prompt.endswith(" "):
+        log.warning("the chat template's generation prompt ends with a space: the answer's first token may be "
+                    "split differently in training and in generation; prefer a template ending in a newline")
 
 
 def _added(tok) -> list[str]:

@@ -4,7 +4,7 @@ or the template's turn end), which is learned even when pad == eos.
 
 How: render the whole conversation once; for each assistant turn, render the conversation up
 to it (with the generation prompt) to find where its text starts; tokenise the whole text with
-character offsets and label the tokens that start inside an assistant span."""
+character offsets and label the tokens that overlap an assistant span."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def assistant_spans(conv: Conversation, tpl: ChatTemplate, full: str) -> list[tu
         k = full.find(tpl.turn_end, start, end) if tpl.turn_end_in_template else -1
         if k >= 0:
             end = k + len(tpl.turn_end)
+        elif not tpl.turn_end_in_template:  # EOS goes right after the answer, before the template's whitespace
+            end = start + len(full[start:end].rstrip())
         spans.append((start, end))
         cursor = end
     return spans
@@ -85,7 +87,9 @@ def encode_conversation(
                 input_ids.append(tok.eos_token_id)
                 labels.append(tok.eos_token_id)
             span_idx += 1
-        inside = span_idx < len(spans) and spans[span_idx][0] <= s < spans[span_idx][1]
+        # a token overlapping the span is the answer's (a template whose prompt ends in a space
+        # gets that space merged into the answer's first token by byte-level BPE)
+        inside = span_idx < len(spans) and s < spans[span_idx][1] and e > spans[span_idx][0]
         input_ids.append(tid)
         labels.append(tid if (inside or train_on_prompt) else IGNORE)
     if not tpl.turn_end_in_template:

@@ -33,6 +33,10 @@ class Method(StrictModel):
     inference_cost: ClassVar[str] = "none"
     memory_class: ClassVar[str] = "high"
     artefact: ClassVar[str] = "adapter"  # adapter/ (small) or model/ (full weights)
+    # virtual-token methods change the sequence length inside the model: no packed 4D masks,
+    # and the model must return logits for every position
+    supports_packing: ClassVar[bool] = True
+    supports_logits_to_keep: ClassVar[bool] = True
 
     def check(self, run_config) -> None:
         """Cross-section checks at config time; raise ConfigError with the reason."""
@@ -44,6 +48,10 @@ class Method(StrictModel):
     def apply(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
         """Make the intended parameters trainable (wrapping the model if needed) and return it."""
         raise NotImplementedError
+
+    def callbacks(self, ctx) -> list:
+        """TrainerCallbacks the method needs during training (AdaLoRA's rank allocation ...)."""
+        return []
 
     def optimizer_groups(self, model: nn.Module, learning_rate: float, weight_decay: float) -> list[dict] | None:
         """Parameter groups when the method needs its own (LoRA+); None = one group."""

@@ -25,7 +25,7 @@ from danlu.errors import UserError
 from danlu.paths import danlu_home
 
 ASSETS = Path(__file__).parent / "assets"
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 VOCAB_SIZE = 8192
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -158,6 +158,7 @@ def _model_config(spec: Spec, tok):
             intermediate_size=spec.intermediate,
             max_position_embeddings=spec.max_positions,
             pad_token_id=tok.pad_token_id,
+            initializer_range=spec.hidden**-0.5,
         )
     from transformers import LlamaConfig, Qwen2Config
 
@@ -175,6 +176,9 @@ def _model_config(spec: Spec, tok):
         bos_token_id=None,
         eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tok.pad_token_id,
+        # init std 1/sqrt(d), not the usual 0.02: with tied embeddings, 0.02 keeps the logits of a
+        # random model so small that a frozen base (LoRA, IA3, prompt tuning) can barely learn
+        initializer_range=spec.hidden**-0.5,
     )
 
 

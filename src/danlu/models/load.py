@@ -15,13 +15,13 @@ from danlu.models.builtin import builtin_path, is_builtin
 log = logging.getLogger(__name__)
 
 
-def resolve_model_path(name_or_path: str) -> str:
+def resolve_model_path(name_or_path: str, *, need: str = "config.json") -> str:
     """builtin:* → its cached directory; a local directory → itself; otherwise a hub id."""
     if is_builtin(name_or_path):
         return str(builtin_path(name_or_path))
     p = Path(name_or_path).expanduser()
     if p.exists():
-        if not (p / "config.json").exists():
+        if not (p / need).exists():
             raise UserError(
                 f"{p} is not a model directory (no config.json)",
                 where="model.name_or_path",
@@ -57,7 +57,7 @@ def _friendly(exc: Exception, name: str, trust_remote_code: bool) -> Exception:
 def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(name_or_path)
+    path = resolve_model_path(name_or_path, need="tokenizer_config.json")
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:

@@ -22,6 +22,10 @@ class Stage(StrictModel):
     def check(self, run_config) -> None:
         """Cross-section checks at config time; raise ConfigError with the reason."""
 
+    def model_kwargs(self, ctx: RunContext) -> dict:
+        """Extra from_pretrained kwargs for the base model (num_labels for classification ...)."""
+        return {}
+
     def build_datasets(self, ctx: RunContext):
         """(train_dataset, eval_dataset or None); the default tokenises conversations for SFT."""
         from danlu.data.dataset import build_sft_datasets

@@ -16,7 +16,10 @@ OPTIMIZERS = {
 
 
 def training_arguments(ctx, *, has_eval: bool, cls=TrainingArguments, **extra):
+    import torch
+
     cfg = ctx.config
+    on_cpu = not torch.cuda.is_available()
     t, ev = cfg.train, cfg.eval
     eval_strategy = ev.strategy if has_eval else "no"
     if eval_strategy == "steps" and not ev.steps:
@@ -51,6 +54,8 @@ def training_arguments(ctx, *, has_eval: bool, cls=TrainingArguments, **extra):
         report_to=[r for r in t.report_to if r != "tensorboard"] or "none",
         remove_unused_columns=False,
         dataloader_num_workers=t.num_workers,
+        dataloader_pin_memory=not on_cpu,
+        use_cpu=on_cpu,  # on CPU accelerate runs several processes (gloo) only when told it is on CPU
         disable_tqdm=True,
         ddp_find_unused_parameters=False,
         include_num_input_tokens_seen="no",

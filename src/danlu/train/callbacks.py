@@ -150,6 +150,7 @@ class GracefulStop(TrainerCallback):
 def standard_callbacks(ctx) -> list[TrainerCallback]:
     holder = _TrainerRef(ctx)
     callbacks: list[TrainerCallback] = [MetricsWriter(ctx.run_dir, holder), ProgressBar(holder), ctx.stopper]
+    callbacks += ctx.config.method.callbacks(ctx)
     if "tensorboard" in ctx.config.train.report_to and ctx.is_main:
         try:
             from torch.utils.tensorboard import SummaryWriter

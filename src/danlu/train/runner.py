@@ -84,7 +84,7 @@ def load_base(ctx):
 
     cfg, method, stage = ctx.config, ctx.config.method, ctx.config.stage_options()
     dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model")
-    kwargs = dict(stage.model_kwargs(ctx)) if hasattr(stage, "model_kwargs") else {}
+    kwargs = dict(stage.model_kwargs(ctx))
     kwargs.update(method.load_kwargs())
     return load_model(
         cfg.model.name_or_path,

@@ -127,12 +127,15 @@ class CausalLMTrainer(DanluTrainerMixin, Trainer):
     """Next-token loss on label positions only (see loss.py), normalised over the whole
     accumulated step."""
 
+    danlu_method = None  # set by build_causal_lm_trainer before construction
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # We compute the loss ourselves, normalised by num_items_in_batch: tell the Trainer.
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
-        self._keep_logits = accepts_logits_to_keep(self.model)
+        method = self.danlu_method
+        self._keep_logits = accepts_logits_to_keep(self.model) and (method is None or method.supports_logits_to_keep)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, n_tokens, outputs = causal_lm_loss(model, inputs, num_items_in_batch, keep_logits=self._keep_logits)
@@ -164,7 +167,11 @@ def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=Causal
 
     cfg = ctx.config
     pad = ctx.tokenizer.pad_token_id
-    collator = PackingCollator(pad, cfg.train.max_length) if cfg.data.packing else PaddingCollator(pad)
+    packing = cfg.data.packing and cfg.method.supports_packing
+    if cfg.data.packing and not packing:
+        log.info("method %s does not support packing; padding each sample instead", cfg.method.name)
+    collator = PackingCollator(pad, cfg.train.max_length) if packing else PaddingCollator(pad)
+    trainer_cls = type(trainer_cls.__name__, (trainer_cls,), {"danlu_method": cfg.method})
     trainer = trainer_cls(
         model=ctx.model,
         args=training_arguments(ctx, has_eval=eval_dataset is not None),

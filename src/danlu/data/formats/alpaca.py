@@ -17,6 +17,8 @@ class Alpaca(Format):
         instruction = text_field(row, "instruction", allow_empty=bool(row.get("input")))
         extra = text_field(row, "input", required=False)
         prompt = f"{instruction}\n{extra}" if instruction and extra else instruction or extra
+        if row.get("output") is None:
+            raise RowError("missing field 'output'")
         output = text_field(row, "output", required=False)
         if not output.strip():
             raise RowError("empty assistant turn (field 'output')")
