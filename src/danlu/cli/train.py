@@ -35,10 +35,8 @@ def train(
             _print_plan(result.info)
         return
     info = result.info
-    typer.echo(
-        f"done: {info['global_step']} steps, train loss {info['train_loss']:.4f}, "
-        f"{info['train_runtime_s']:.1f}s → {result.artefact}"
-    )
+    skipped = f", {info['skipped_steps']} NaN/inf steps skipped" if info.get("skipped_steps") else ""
+    typer.echo(f"done: {info['global_step']} steps in {info['train_runtime_s']:.1f}s{skipped} → {result.artefact}")
 
 
 def _print_plan(info: dict) -> None:

@@ -54,10 +54,54 @@ def _friendly(exc: Exception, name: str, trust_remote_code: bool) -> Exception:
     return exc
 
 
+def check_remote_code(path: str, trust_remote_code: bool, *, revision: str | None = None) -> None:
+    """Refuse a model whose config asks for its own Python code (auto_map) unless allowed.
+    transformers would otherwise load its built-in class silently: a different model than
+    the one published."""
+    if trust_remote_code:
+        return
+    import json
+
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            from transformers.utils import cached_file
+
+            found = cached_file(path, name, revision=revision, _raise_exceptions_for_missing_entries=False)
+        except (OSError, ValueError):
+            found = None
+        if not found:
+            continue
+        try:
+            auto_map = json.loads(Path(found).read_text(encoding="utf-8")).get("auto_map")
+        except (OSError, ValueError):
+            continue
+        if auto_map:
+            modules = sorted({str(v).split(".")[0] for v in _flatten(auto_map)})
+            raise UserError(
+                f"{path} ships its own Python code ({', '.join(m + '.py' for m in modules)}, from auto_map in {name}), "
+                "which danlu does not run unless you allow it",
+                where="model.trust_remote_code",
+                hint="read that code first; then set model.trust_remote_code: true",
+            )
+
+
+def _flatten(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _flatten(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            if v:
+                yield from _flatten(v)
+    elif value:
+        yield value.split("--")[-1]
+
+
 def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name_or_path, need="tokenizer_config.json")
+    check_remote_code(path, trust_remote_code, revision=revision)
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -125,6 +169,7 @@ def load_model(
     """A transformers model from safetensors; `kwargs` go to from_pretrained (num_labels,
     quantization_config ...)."""
     path = resolve_model_path(name_or_path)
+    check_remote_code(path, trust_remote_code, revision=revision)
     if attn_implementation != "auto":
         kwargs["attn_implementation"] = attn_implementation
     try:

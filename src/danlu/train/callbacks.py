@@ -42,6 +42,15 @@ class NonFiniteGuard(TrainerCallback):
             )
 
 
+class FaultInjection(TrainerCallback):
+    """Only when DANLU_FAULTS is set (reliability tests): fire step faults before a step runs."""
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        from danlu import faults
+
+        faults.at_step(state.global_step + 1)
+
+
 class MetricsWriter(TrainerCallback):
     """One JSON object per logging step in RUN_DIR/metrics.jsonl."""
 
@@ -151,6 +160,10 @@ def standard_callbacks(ctx) -> list[TrainerCallback]:
     holder = _TrainerRef(ctx)
     callbacks: list[TrainerCallback] = [MetricsWriter(ctx.run_dir, holder), ProgressBar(holder), ctx.stopper]
     callbacks += ctx.config.method.callbacks(ctx)
+    from danlu import faults
+
+    if faults.active():
+        callbacks.append(FaultInjection())
     if "tensorboard" in ctx.config.train.report_to and ctx.is_main:
         try:
             from torch.utils.tensorboard import SummaryWriter

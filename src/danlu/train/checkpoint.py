@@ -84,13 +84,15 @@ def manifest(root: Path) -> dict[str, dict]:
     return files
 
 
-def finalize(tmp: Path, final: Path, step: int) -> None:
+def finalize(tmp: Path, final: Path, step: int, before_marker=None) -> None:
     """Flush `tmp`, rename it to `final`, then write the marker (atomically, last)."""
     _fsync_tree(tmp)
     if final.exists():  # a stale folder of the same step (no marker, or re-saved): replace it
         shutil.rmtree(final)
     os.rename(tmp, final)
     _fsync_dir(final.parent)
+    if before_marker is not None:
+        before_marker()
     marker = {"step": step, "time": time.time(), "files": manifest(final)}
     part = final / (MARKER + ".part")
     with open(part, "w", encoding="utf-8") as fh:
@@ -190,7 +192,15 @@ def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
     if not resume or resume == "never":
         return None
     if resume == "auto":
-        return latest_good_checkpoint(run_dir)
+        found = latest_good_checkpoint(run_dir)
+        if found is None and complete_checkpoints(run_dir):
+            problems = "; ".join(filter(None, (verify(p) for p in complete_checkpoints(run_dir))))
+            raise UserError(
+                f"no intact checkpoint to resume from in {checkpoints_dir(run_dir)}: {problems}",
+                where="train.resume",
+                hint="restore the files from a trusted copy, or start over with --overwrite",
+            )
+        return found
     path = Path(resume)
     problem = verify(path) if path.is_dir() else f"{path} does not exist"
     if problem:

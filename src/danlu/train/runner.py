@@ -97,6 +97,12 @@ def load_base(ctx):
     )
 
 
+def seed_everything(seed: int, deterministic: bool) -> None:
+    from transformers.trainer_utils import enable_full_determinism, set_seed
+
+    enable_full_determinism(seed) if deterministic else set_seed(seed)
+
+
 def build(cfg, *, run_dir: Path, is_main: bool = True):
     """Tokenizer, template, datasets, model with the method applied: a RunContext."""
     from danlu.data.report import write_reports
@@ -105,6 +111,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     from danlu.models.load import compute_precision, load_tokenizer
     from danlu.train.context import RunContext
 
+    seed_everything(cfg.train.seed, cfg.train.deterministic)  # new parameters (LoRA A, heads) init from this
     stage = cfg.stage_options()
     ctx = RunContext(config=cfg, run_dir=run_dir, is_main=is_main)
     ctx.extra["task"] = stage.task

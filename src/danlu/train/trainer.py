@@ -12,14 +12,16 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
+from danlu import faults
+from danlu.errors import DanluError
 from danlu.train import checkpoint as ckpt
 from danlu.train.loss import accepts_logits_to_keep, causal_lm_loss
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteWeights(RuntimeError):
-    pass
+class NonFiniteWeights(DanluError):
+    """Trainable weights hold NaN/inf: no checkpoint is written (the last good one stays)."""
 
 
 class DanluTrainerMixin:
@@ -75,6 +77,7 @@ class DanluTrainerMixin:
             tmp.mkdir(parents=True)
         self.accelerator.wait_for_everyone()
         try:
+            faults.at_save(step, "writing")
             self.save_model(str(tmp), _internal_call=True)
             if not self.args.save_only_model:
                 self._save_optimizer_and_scheduler(str(tmp))
@@ -86,7 +89,7 @@ class DanluTrainerMixin:
                 (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle nobody loads
             self.accelerator.wait_for_everyone()
             if self.args.should_save:
-                ckpt.finalize(tmp, final, step)
+                ckpt.finalize(tmp, final, step, before_marker=lambda: faults.at_save(step, "renamed"))
                 best = self.state.best_model_checkpoint
                 ckpt.rotate(run_dir, self.danlu.config.train.save_total_limit, Path(best) if best else None)
             self.accelerator.wait_for_everyone()
@@ -113,7 +116,9 @@ class DanluTrainerMixin:
     def check_finite_weights(self) -> None:
         for name, p in self.model.named_parameters():
             if p.requires_grad and not torch.isfinite(p.detach()).all():
-                raise NonFiniteWeights(f"parameter {name} holds NaN/inf values; refusing to save a checkpoint")
+                raise NonFiniteWeights(
+                    f"parameter {name} holds NaN/inf values; no checkpoint was saved (the last good one is kept). "
+                    "Lower train.learning_rate or use train.precision: fp32, then resume.")
 
 
 def _dir_size(paths) -> int | None:
@@ -139,6 +144,8 @@ class CausalLMTrainer(DanluTrainerMixin, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, n_tokens, outputs = causal_lm_loss(model, inputs, num_items_in_batch, keep_logits=self._keep_logits)
+        if model.training and faults.active() and faults.nan_loss(self.state.global_step + 1):
+            loss = loss * float("nan")
         if model.training:
             self.loss_tokens += int(n_tokens)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None and self.accelerator.num_processes > 1:
