@@ -61,17 +61,28 @@ def _json_object(text: str) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
+LETTER_PATTERNS = (  # letters upper-case only: "a tie" is not answer A
+    re.compile(r"[Ww]inner\W*(?:is\W*)?(?:[Aa]nswer\s+)?\(?([AB])\b"),
+    re.compile(r"\b(?:[Aa]nswer\s+)?\(?([AB])\)?\s+is\s+(?:the\s+)?better"),
+)
+TIE = re.compile(r"\b(tie|draw|equally good)\b", re.IGNORECASE)
+
+
 def parse_winner(text: str) -> str | None:
-    """"A", "B", "tie", or None when the reply says none of them."""
+    """"A", "B", "tie", or None when the reply says none of them (a JSON object first, then prose)."""
+    text = text or ""
     obj = _json_object(text)
-    raw = str(obj.get("winner", "")) if obj else ""
-    if not raw:
-        m = re.search(r"winner\W*(A|B|tie)\b", text or "", re.IGNORECASE)
-        raw = m.group(1) if m else (text or "").strip()
-    raw = raw.strip().strip('"').strip()
-    if raw.upper() in ("A", "B"):
-        return raw.upper()
-    return "tie" if raw.lower() in ("tie", "draw", "equal") else None
+    if obj and "winner" in obj:
+        raw = str(obj["winner"]).strip()
+        return raw.upper() if raw.upper() in ("A", "B") else "tie" if TIE.fullmatch(raw) else None
+    for pattern in LETTER_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            return m.group(1)
+    if TIE.search(text):
+        return "tie"
+    bare = text.strip().strip(".\"'").upper()
+    return bare if bare in ("A", "B") else None
 
 
 def parse_score(text: str) -> float | None:

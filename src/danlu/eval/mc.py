@@ -151,6 +151,9 @@ def score_benchmark(loaded, bench: Benchmark, *, split: str | None = None, shots
 
     name = bench.eval_split(split)
     questions = [q for q in bench.splits[name] if q.answer][:limit]
+    if not questions:
+        raise DataError(f"the {name!r} split of benchmark {bench.root} gives no answers to score against",
+                        where="--bench-split", hint="use a split with an answer column (C-Eval: val)")
     dev = bench.splits.get("dev", [])
     tok, records = loaded.tokenizer, []
     for q in questions:
