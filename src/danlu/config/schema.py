@@ -110,9 +110,13 @@ DEFAULT_RUBRIC = (
 
 
 class JudgeConfig(StrictModel):
-    base_url: str = Field(..., description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
+    base_url: str = Field(
+        ..., description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."
+    )
     model: str = Field(..., description="The judge model's name at that endpoint.")
-    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the API key (never the key itself).")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable that holds the API key (never the key itself)."
+    )
     rubric: str = Field(DEFAULT_RUBRIC, description="What makes an answer better; shown to the judge.")
     show_reference: bool = Field(True, description="Show the reference answer to the judge.")
     temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")

@@ -159,8 +159,9 @@ def bench_rows(summary: dict) -> list[dict]:
     rows = []
     for name, s in model.items():
         b = base.get(name, {})
+        meta = f"{s['layout']} · {s['split']} · {s['shots']}-shot · {s['style']}"
         rows.append({"name": name, "subject": "all 全部", "n": s["n"], "model": _fmt(s["accuracy"]),
-                     "base": _fmt(b.get("accuracy")), "meta": f"{s['layout']} · {s['split']} · {s['shots']}-shot · {s['style']}"})
+                     "base": _fmt(b.get("accuracy")), "meta": meta})
         for subject, v in s["subjects"].items():
             bv = (b.get("subjects") or {}).get(subject, {})
             rows.append({"name": name, "subject": subject, "n": v["n"], "model": _fmt(v["accuracy"]),
