@@ -121,3 +121,16 @@ def test_loss_curves_read_train_and_eval_rows(report):
     assert len(curves["curves"]["loss"]) == 10 and curves["curves"]["eval_loss"] == [(5, 1.5), (10, 2.0)]
     assert curves["early_stop"] == [10]
     assert read_curves(str(tmp_path / "nowhere")) is None
+
+
+def test_report_without_data_or_base(tmp_path):
+    """A benchmark-only evaluation of a plain model: no answers, no base, no run."""
+    m = ModelEval("builtin:tiny")
+    m.bench = {"mmlu": {"layout": "mmlu", "root": "b", "split": "test", "shots": 1, "style": "letter", "n": 4,
+                        "accuracy": 25.0, "subjects": {"x": {"n": 4, "correct": 1, "accuracy": 25.0}}}}
+    m.figures = {"bench:mmlu": 25.0}
+    summary = build_summary("builtin:tiny", None, EvalOptions(bench=["b"]), [], [], m, None, None)
+    page = Page()
+    page.feed(write_report(tmp_path / "r.html", summary, []).read_text(encoding="utf-8"))
+    text = " ".join(page.text)
+    assert "mmlu accuracy" in text and "25.00" in text and "No training run" in text and not page.imgs
