@@ -176,6 +176,9 @@ def run_eval(target: str, opts: EvalOptions) -> EvalResult:
     items = read_items(opts.data, fmt=opts.fmt, system=opts.system, limit=opts.limit) if opts.data else []
     inputs = _inputs(opts, items)
     names = choose([it.reference for it in items], inputs, opts.metrics) if items else []
+    if opts.rank_by and opts.rank_by not in names + ["loss"]:
+        raise UserError(f"--rank-by {opts.rank_by!r} is not a computed per-sample metric", where="--rank-by",
+                        hint=f"choose one of: {', '.join(names + ['loss'])}")
     compare = resolve_compare(target, opts.compare)
     model = evaluate_model(target, items, names, inputs, opts)
     base = evaluate_model(compare, items, names, inputs, opts) if compare else None
