@@ -127,29 +127,34 @@ def length_plot(samples: list[dict]) -> str | None:
     return _png(fig)
 
 
-def wins_and_losses(samples: list[dict], rank_by: str | None) -> tuple[list[dict], list[dict]]:
-    """The TOP_N samples where the model beats the base by most (and loses by most) on rank_by."""
+def wins_and_losses(samples: list[dict], rank_by: str | None, higher_is_better: bool = True):
+    """The TOP_N samples where the model improves most on the base (and falls behind most) on
+    rank_by, as (wins, losses); for a lower-is-better figure (loss) a drop is a win."""
     if not rank_by or not samples or "base_scores" not in samples[0]:
         return [], []
+    sign = 1.0 if higher_is_better else -1.0
     scored = [(s["scores"].get(rank_by), s["base_scores"].get(rank_by), s) for s in samples]
-    diffs = [(a - b, a, b, s) for a, b, s in scored if a is not None and b is not None and a != b]
-    diffs.sort(key=lambda t: (t[0], t[3]["index"]))
-    wins = [_pair_row(*t) for t in reversed(diffs) if t[0] > 0][:TOP_N]
-    losses = [_pair_row(*t) for t in diffs if t[0] < 0][:TOP_N]
+    gains = [(sign * (a - b), a, b, s) for a, b, s in scored if a is not None and b is not None and a != b]
+    gains.sort(key=lambda t: (t[0], t[3]["index"]))
+    wins = [_pair_row(*t) for t in reversed(gains) if t[0] > 0][:TOP_N]
+    losses = [_pair_row(*t) for t in gains if t[0] < 0][:TOP_N]
     return wins, losses
 
 
-def _pair_row(diff, a, b, s) -> dict:
+def _pair_row(gain, a, b, s) -> dict:
+    change = a - b
     return {"where": s["where"], "prompt": s["prompt"], "reference": s["reference"], "model": s["prediction"],
             "base": s.get("base_prediction", ""), "model_score": _fmt(a), "base_score": _fmt(b),
-            "diff": ("+" if diff > 0 else "") + _fmt(diff), "judge": (s.get("judge") or {}).get("winner")}
+            "diff": ("+" if change > 0 else "") + _fmt(change), "judge": (s.get("judge") or {}).get("winner")}
 
 
-def lowest(samples: list[dict], rank_by: str | None) -> list[dict]:
-    """Without a base: the TOP_N lowest-scoring answers."""
+def lowest(samples: list[dict], rank_by: str | None, higher_is_better: bool = True) -> list[dict]:
+    """Without a base: the TOP_N worst answers."""
     if not rank_by or not samples or "base_scores" in samples[0]:
         return []
-    scored = sorted((s for s in samples if rank_by in s["scores"]), key=lambda s: (s["scores"][rank_by], s["index"]))
+    sign = 1.0 if higher_is_better else -1.0
+    scored = sorted((s for s in samples if s["scores"].get(rank_by) is not None),
+                    key=lambda s: (sign * s["scores"][rank_by], s["index"]))
     return [{"where": s["where"], "prompt": s["prompt"], "reference": s["reference"], "model": s["prediction"],
              "model_score": _fmt(s["scores"][rank_by])} for s in scored[:TOP_N]]
 
@@ -175,7 +180,9 @@ def render(summary: dict, samples: list[dict]) -> str:
 
     matplotlib.use("Agg")
     curves = read_curves(summary.get("run_dir"))
-    wins, losses = wins_and_losses(samples, summary.get("rank_by"))
+    rank_by = summary.get("rank_by")
+    higher = summary["labels"].get(rank_by or "", {}).get("higher_is_better", True)
+    wins, losses = wins_and_losses(samples, rank_by, higher)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
     return template.render(
@@ -183,7 +190,7 @@ def render(summary: dict, samples: list[dict]) -> str:
         harness={k: v for k, v in (summary.get("harness") or {}).items() if v},
         loss_png=loss_plot(curves) if curves else None, eval_png=eval_metric_plot(curves) if curves else None,
         early_stop=curves["early_stop"] if curves else [], length_png=length_plot(samples),
-        wins=wins, losses=losses, lowest=lowest(samples, summary.get("rank_by")),
+        wins=wins, losses=losses, lowest=lowest(samples, rank_by, higher),
         has_base=summary.get("base") is not None, rank_by=summary.get("rank_by"),
         rank_label=(summary["labels"].get(summary.get("rank_by") or "", {}) or {}).get("label", summary.get("rank_by")),
         json=json,

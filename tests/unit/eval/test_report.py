@@ -134,3 +134,14 @@ def test_report_without_data_or_base(tmp_path):
     page.feed(write_report(tmp_path / "r.html", summary, []).read_text(encoding="utf-8"))
     text = " ".join(page.text)
     assert "mmlu accuracy" in text and "25.00" in text and "No training run" in text and not page.imgs
+
+
+def test_a_lower_loss_is_a_win(report):
+    import copy
+
+    samples = copy.deepcopy(report[2])
+    for s, base_loss in zip(samples, (1.0, 3.0, 0.1, 2.0)):  # the model's per-sample loss is 0.5 throughout
+        s["base_scores"]["loss"] = base_loss
+    wins, losses = wins_and_losses(samples, "loss", higher_is_better=False)
+    assert [w["base_score"] for w in wins] == ["3.00", "2.00", "1.00"] and wins[0]["diff"] == "-2.50"
+    assert [x["base_score"] for x in losses] == ["0.10"]
