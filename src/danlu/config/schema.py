@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, create_model, field_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
 from danlu.config.base import StrictModel
 
@@ -102,12 +102,79 @@ class TrainConfig(StrictModel):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
 
 
+DEFAULT_RUBRIC = (
+    "Prefer the answer that is correct and complete for the question (agreeing with the reference answer "
+    "when one is given), follows the instructions and the required format, and is clear and concise. "
+    "Invented facts, wrong numbers and answers in the wrong language count heavily against an answer."
+)
+
+
+class JudgeConfig(StrictModel):
+    base_url: str = Field(
+        ..., description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."
+    )
+    model: str = Field(..., description="The judge model's name at that endpoint.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable that holds the API key (never the key itself)."
+    )
+    rubric: str = Field(DEFAULT_RUBRIC, description="What makes an answer better; shown to the judge.")
+    show_reference: bool = Field(True, description="Show the reference answer to the judge.")
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")
+    max_tokens: int = Field(256, ge=1, description="Longest judge reply.")
+    concurrency: int = Field(4, ge=1, description="Judge requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one judge reply.")
+    max_retries: int = Field(2, ge=0, description="Retries of a failed judge request.")
+
+
+class EarlyStoppingConfig(StrictModel):
+    metric: str = Field("eval_loss", description="eval_loss, or eval_<name> of a metric in eval.metrics.")
+    patience: int = Field(3, ge=1, description="Stop after this many evaluations in a row without improvement.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+
+
 class EvalConfig(StrictModel):
     strategy: Literal["no", "steps", "epoch"] = Field(
         "epoch", description="When to compute eval loss during training (needs eval data)."
     )
     steps: int | None = Field(None, ge=1, description="Evaluate every N steps when strategy is steps.")
     batch_size: int = Field(8, ge=1, description="Eval batch size.")
+    metrics: list[str] = Field(
+        [], description="Metrics on generated answers at each evaluation, beside eval_loss "
+        "(exact_match, token_f1, bleu, chrf, rouge1, rouge2, rougeL, accuracy, macro_f1, json_valid, schema_match).",
+    )
+    max_samples: int = Field(64, ge=1, description="Eval samples answered for those metrics at each evaluation.")
+    max_new_tokens: int = Field(128, ge=1, description="Longest generated answer for those metrics.")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="Stop training when the metric has not improved for `patience` evaluations."
+    )
+    judge: JudgeConfig | None = Field(None, description="LLM judge used by `danlu eval --judge`.")
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v):
+        from danlu.eval.metrics import METRICS
+
+        for name in v:
+            if name not in METRICS:
+                from danlu.errors import closest
+
+                near = closest(name, METRICS.names())
+                raise ValueError(f"unknown metric {name!r}" + (f" (did you mean {near!r}?)" if near else "")
+                                 + f"; choose from {', '.join(METRICS.names())}")
+        return v
+
+    @model_validator(mode="after")
+    def _early_stopping_metric(self):
+        es = self.early_stopping
+        if es is None:
+            return self
+        allowed = ["eval_loss"] + [f"eval_{m}" for m in self.metrics]
+        if es.metric not in allowed:
+            raise ValueError(f"early_stopping.metric {es.metric!r} is not computed; choose from {', '.join(allowed)} "
+                             "(add the metric to eval.metrics first)")
+        if self.strategy == "no":
+            raise ValueError("early_stopping needs evaluation: set eval.strategy to steps or epoch")
+        return self
 
 
 class RunConfigBase(StrictModel):

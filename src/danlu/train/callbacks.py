@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +157,78 @@ class GracefulStop(TrainerCallback):
             signal.signal(sig, handler)
 
 
+class EarlyStopping(TrainerCallback, ExportableState):
+    """`eval.early_stopping`: stop when `metric` has not improved by more than `min_delta` for
+    `patience` evaluations in a row. The stop is logged and written to metrics.jsonl as
+    {"step", "early_stop": {...}}; its state is kept in checkpoints, so a resumed run goes on
+    counting from where it was."""
+
+    def __init__(self, metric: str, patience: int, min_delta: float = 0.0, higher_is_better: bool = False,
+                 metrics_path: str | None = None):
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.higher_is_better, self.metrics_path = higher_is_better, metrics_path
+        self.best: float | None = None
+        self.best_step = 0
+        self.bad_evals = 0
+
+    def state(self) -> dict:
+        return {"args": {"metric": self.metric, "patience": self.patience, "min_delta": self.min_delta,
+                         "higher_is_better": self.higher_is_better, "metrics_path": self.metrics_path},
+                "attributes": {"best": self.best, "best_step": self.best_step, "bad_evals": self.bad_evals}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from danlu.errors import UserError
+
+        if args.eval_strategy == "no":
+            raise UserError("eval.early_stopping needs eval data", where="eval.early_stopping",
+                            hint="set data.eval (a file) or data.eval_split (a fraction of train)")
+        saved = state.stateful_callbacks.get(type(self).__name__)  # resumed: continue the count
+        if isinstance(saved, dict):
+            for key, value in saved.get("attributes", {}).items():
+                setattr(self, key, value)
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        gain = value - self.best if self.higher_is_better else self.best - value
+        return gain > self.min_delta
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get(self.metric)
+        if value is None:
+            log.warning("early stopping: %s is not among the eval metrics (%s)", self.metric, ", ".join(metrics or {}))
+            return
+        if self.improved(value):
+            self.best, self.best_step, self.bad_evals = float(value), state.global_step, 0
+            return
+        self.bad_evals += 1
+        if self.bad_evals < self.patience:
+            return
+        control.should_training_stop = True
+        event = {"metric": self.metric, "best": self.best, "best_step": self.best_step, "patience": self.patience}
+        log.warning("early stopping at step %d: %s has not improved on %.4f (step %d) for %d evaluations",
+                    state.global_step, self.metric, self.best, self.best_step, self.patience)
+        if self.metrics_path and state.is_world_process_zero:
+            with open(self.metrics_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": state.global_step, "early_stop": event}) + "\n")
+
+
+def early_stopping(ctx) -> EarlyStopping | None:
+    es = ctx.config.eval.early_stopping
+    if es is None:
+        return None
+    from danlu.eval.metrics import higher_is_better
+
+    return EarlyStopping(es.metric, es.patience, es.min_delta, higher_is_better(es.metric),
+                         str(Path(ctx.run_dir) / "metrics.jsonl"))
+
+
 def standard_callbacks(ctx) -> list[TrainerCallback]:
     holder = _TrainerRef(ctx)
     callbacks: list[TrainerCallback] = [MetricsWriter(ctx.run_dir, holder), ProgressBar(holder), ctx.stopper]
+    stopper = early_stopping(ctx)
+    if stopper is not None:
+        callbacks.append(stopper)
     callbacks += ctx.config.method.callbacks(ctx)
     from danlu import faults
 

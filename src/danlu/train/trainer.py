@@ -65,6 +65,17 @@ class DanluTrainerMixin:
         self._bad_loss = None
         return flag
 
+    # ---- evaluation: eval.metrics on generated answers join eval_loss in the same row -------
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+        description = kwargs.get("description", args[1] if len(args) > 1 else "")
+        if self.danlu is not None and self.danlu.config.eval.metrics and description == "Evaluation":
+            from danlu.eval.during import generation_metrics
+
+            output.metrics.update(generation_metrics(self, prefix))
+        return output
+
     # ---- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
         run_dir = Path(self.danlu.run_dir)

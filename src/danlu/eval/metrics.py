@@ -1,0 +1,321 @@
+"""Metrics on generated answers, one function per metric in one registry (`METRICS`).
+
+A metric takes the predictions, the references and `MetricInputs` (the eval items, a JSON
+schema ...) and returns a `Score`: one corpus-level value plus, where it has one, a value per
+sample (used to rank the biggest wins and losses). Rates and overlap scores are on a 0–100
+scale, like sacrebleu's BLEU and chrF; loss and perplexity (likelihood.py) are raw.
+
+Chinese text is tokenised as Chinese: BLEU uses sacrebleu's `zh` tokeniser when a reference
+holds CJK characters, ROUGE segments words with jieba, token F1 counts each CJK character as a
+token. Adding a metric is one function:
+
+    @metric("tool_call_accuracy", label="Tool-call accuracy", label_zh="工具调用准确率",
+            applies=lambda refs, inputs: ...)
+    def tool_call_accuracy(preds, refs, inputs) -> Score: ...
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from danlu.registry import Registry
+
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+WORD = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+
+
+@dataclass
+class Score:
+    value: float
+    per_sample: list[float] | None = None
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class MetricInputs:
+    items: list | None = None  # EvalItem per sample (prompt messages, reference message, where)
+    schema: dict | None = None  # JSON schema for schema_match (else each reference's own shape)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: Callable[[list[str], list[str], MetricInputs], Score]
+    label: str
+    label_zh: str
+    higher_is_better: bool = True
+    applies: Callable[[list[str], MetricInputs], bool] | None = None  # None: always chosen by auto
+
+
+METRICS: Registry = Registry("metric")
+
+# Figures that are not computed from answer text but share the table (names, labels, direction).
+OTHER_FIGURES = {
+    "loss": ("Loss (held-out)", "损失（验证集）", False),
+    "perplexity": ("Perplexity", "困惑度", False),
+    "judge_win_rate": ("Judge win rate vs base", "裁判胜率（对比基座）", True),
+    "judge_score": ("Judge score (1-10)", "裁判评分（1-10）", True),
+}
+
+
+def metric(name: str, *, label: str, label_zh: str, higher_is_better: bool = True, applies=None):
+    def deco(fn):
+        METRICS.register(name)(Metric(name, fn, label, label_zh, higher_is_better, applies))
+        return fn
+
+    return deco
+
+
+def describe(name: str) -> dict:
+    """Labels and direction of a figure: {"label", "label_zh", "higher_is_better"}."""
+    bench = name.split(":", 1)
+    if name in METRICS:
+        m = METRICS.get(name)
+        return {"label": m.label, "label_zh": m.label_zh, "higher_is_better": m.higher_is_better}
+    if name in OTHER_FIGURES:
+        label, zh, up = OTHER_FIGURES[name]
+        return {"label": label, "label_zh": zh, "higher_is_better": up}
+    if len(bench) == 2:  # "bench:ceval" → benchmark accuracy
+        return {"label": f"{bench[1]} accuracy", "label_zh": f"{bench[1]} 准确率", "higher_is_better": True}
+    return {"label": name, "label_zh": name, "higher_is_better": not name.endswith(("loss", "perplexity"))}
+
+
+def higher_is_better(name: str) -> bool:
+    return describe(name.removeprefix("eval_"))["higher_is_better"]
+
+
+def choose(refs: list[str], inputs: MetricInputs, names: list[str] | None = None) -> list[str]:
+    """The metrics to compute: `names` if given (checked), else every metric that applies."""
+    if names:
+        for n in names:
+            METRICS.get(n, where="metrics")  # an unknown name is an error with a suggestion
+        return [METRICS.canonical(n) for n in names]
+    return [name for name, m in METRICS if m.applies is None or m.applies(refs, inputs)]
+
+
+def compute(names: list[str], preds: list[str], refs: list[str], inputs: MetricInputs | None = None) -> dict[str, Score]:
+    inputs = inputs or MetricInputs()
+    return {name: METRICS.get(name).fn(preds, refs, inputs) for name in names}
+
+
+# ---- text helpers ---------------------------------------------------------------------------
+def has_cjk(text: str) -> bool:
+    return bool(CJK.search(text))
+
+
+def normalise(text: str) -> str:
+    """Whitespace collapsed and trimmed (case and punctuation kept)."""
+    return " ".join(text.split())
+
+
+def f1_tokens(text: str) -> list[str]:
+    """Lower-cased words of letters/digits; each CJK character is a token; punctuation dropped."""
+    return WORD.findall(unicodedata.normalize("NFKC", text).lower())
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+# ---- exact match and token F1 -----------------------------------------------------------------
+@metric("exact_match", label="Exact match", label_zh="精确匹配")
+def exact_match(preds, refs, inputs) -> Score:
+    per = [100.0 * (normalise(p) == normalise(r)) for p, r in zip(preds, refs)]
+    return Score(_mean(per), per)
+
+
+def token_f1_one(pred: str, ref: str) -> float:
+    p, r = f1_tokens(pred), f1_tokens(ref)
+    if not p or not r:
+        return 100.0 * (p == r)
+    common = sum((Counter(p) & Counter(r)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(r)
+    return 100.0 * 2 * precision * recall / (precision + recall)
+
+
+@metric("token_f1", label="Token F1", label_zh="词元 F1")
+def token_f1(preds, refs, inputs) -> Score:
+    per = [token_f1_one(p, r) for p, r in zip(preds, refs)]
+    return Score(_mean(per), per)
+
+
+# ---- BLEU and chrF (sacrebleu) --------------------------------------------------------------
+def bleu_tokenizer(refs: list[str]) -> str:
+    return "zh" if any(has_cjk(r) for r in refs) else "13a"
+
+
+@metric("bleu", label="BLEU", label_zh="BLEU")
+def bleu(preds, refs, inputs) -> Score:
+    from sacrebleu.metrics import BLEU
+
+    tok = bleu_tokenizer(refs)
+    scorer = BLEU(tokenize=tok)
+    corpus = scorer.corpus_score(preds, [refs])
+    sentence = BLEU(tokenize=tok, effective_order=True)
+    per = [sentence.sentence_score(p, [r]).score for p, r in zip(preds, refs)]
+    return Score(corpus.score, per, {"tokenize": tok, "signature": str(scorer.get_signature())})
+
+
+@metric("chrf", label="chrF", label_zh="chrF")
+def chrf(preds, refs, inputs) -> Score:
+    from sacrebleu.metrics import CHRF
+
+    scorer = CHRF()
+    per = [scorer.sentence_score(p, [r]).score for p, r in zip(preds, refs)]
+    return Score(scorer.corpus_score(preds, [refs]).score, per)
+
+
+# ---- ROUGE (rouge-score; jieba words for Chinese) -------------------------------------------------
+class RougeTokenizer:
+    """rouge-score's own tokeniser for text without CJK; jieba words (lower-cased, punctuation
+    dropped) for text with CJK, which rouge-score's tokeniser would delete."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(_rouge_tokens(text))
+
+
+@lru_cache(maxsize=4096)
+def _rouge_tokens(text: str) -> tuple[str, ...]:
+    if not has_cjk(text):
+        from rouge_score import tokenize
+
+        return tuple(tokenize.tokenize(text, None))
+    return tuple(w.lower() for w in _jieba().lcut(text) if WORD.search(w))
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+@lru_cache(maxsize=1)
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=RougeTokenizer())
+
+
+def _rouge(kind: str, preds, refs) -> Score:
+    scorer = _rouge_scorer()
+    per = [100.0 * scorer.score(r, p)[kind].fmeasure for p, r in zip(preds, refs)]
+    return Score(_mean(per), per)
+
+
+@metric("rouge1", label="ROUGE-1", label_zh="ROUGE-1")
+def rouge1(preds, refs, inputs) -> Score:
+    return _rouge("rouge1", preds, refs)
+
+
+@metric("rouge2", label="ROUGE-2", label_zh="ROUGE-2")
+def rouge2(preds, refs, inputs) -> Score:
+    return _rouge("rouge2", preds, refs)
+
+
+@metric("rougeL", label="ROUGE-L", label_zh="ROUGE-L")
+def rougeL(preds, refs, inputs) -> Score:  # noqa: N802 — the name everyone uses
+    return _rouge("rougeL", preds, refs)
+
+
+# ---- labels: accuracy and macro-F1 ----------------------------------------------------------------
+def looks_like_labels(refs: list[str], inputs=None) -> bool:
+    """Short one-line answers drawn from a small set (at most half as many as there are rows)."""
+    if len(refs) < 4 or any(len(r) > 40 or "\n" in r.strip() for r in refs):
+        return False
+    return len({label_of(r) for r in refs}) <= len(refs) // 2
+
+
+def label_of(text: str) -> str:
+    """An answer read as a label: first line, trimmed, case-folded, trailing full stop removed."""
+    lines = text.strip().splitlines()
+    return (lines[0] if lines else "").strip().rstrip("。.").strip().casefold()
+
+
+@metric("accuracy", label="Accuracy (labels)", label_zh="准确率（标签）", applies=looks_like_labels)
+def accuracy(preds, refs, inputs) -> Score:
+    per = [100.0 * (label_of(p) == label_of(r)) for p, r in zip(preds, refs)]
+    return Score(_mean(per), per)
+
+
+@metric("macro_f1", label="Macro-F1 (labels)", label_zh="宏平均 F1（标签）", applies=looks_like_labels)
+def macro_f1(preds, refs, inputs) -> Score:
+    """F1 per class, averaged over the classes that occur in the references (sklearn's
+    f1_score(average="macro", labels=reference classes))."""
+    p, r = [label_of(x) for x in preds], [label_of(x) for x in refs]
+    per_class = {}
+    for c in sorted(set(r)):
+        tp = sum(1 for a, b in zip(p, r) if a == c and b == c)
+        fp = sum(1 for a, b in zip(p, r) if a == c and b != c)
+        fn = sum(1 for a, b in zip(p, r) if a != c and b == c)
+        per_class[c] = 100.0 * 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return Score(_mean(list(per_class.values())), None, {"per_class": per_class})
+
+
+# ---- structured output: JSON validity and schema match ------------------------------------------
+FENCE = re.compile(r"^```(?:json)?\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+def parse_json(text: str):
+    """The JSON object or array in `text` (a ```json fence is allowed), else raise ValueError."""
+    body = text.strip()
+    fenced = FENCE.match(body)
+    if fenced:
+        body = fenced.group(1).strip()
+    value = json.loads(body)
+    if not isinstance(value, (dict, list)):
+        raise ValueError("not a JSON object or array")
+    return value
+
+
+def _parses(text: str) -> bool:
+    try:
+        parse_json(text)
+        return True
+    except ValueError:
+        return False
+
+
+def looks_like_json(refs: list[str], inputs=None) -> bool:
+    return bool(refs) and sum(_parses(r) for r in refs) >= 0.8 * len(refs)
+
+
+@metric("json_valid", label="Valid JSON", label_zh="JSON 合法率", applies=looks_like_json)
+def json_valid(preds, refs, inputs) -> Score:
+    per = [100.0 * _parses(p) for p in preds]
+    return Score(_mean(per), per)
+
+
+@metric("schema_match", label="Schema match", label_zh="结构匹配率", applies=looks_like_json)
+def schema_match(preds, refs, inputs) -> Score:
+    """Share of answers that are valid JSON of the right shape: the given JSON schema, else the
+    reference's own shape (same keys at every level, same value types)."""
+    from danlu.eval.jsonshape import matches_schema, same_shape
+
+    per = []
+    for p, r in zip(preds, refs):
+        try:
+            value = parse_json(p)
+        except ValueError:
+            per.append(0.0)
+            continue
+        if inputs.schema is not None:
+            ok = matches_schema(value, inputs.schema)
+        else:
+            try:
+                ok = same_shape(value, parse_json(r))
+            except ValueError:
+                ok = False
+        per.append(100.0 * ok)
+    return Score(_mean(per), per)
