@@ -212,6 +212,7 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
         loss_tokens=getattr(trainer, "loss_tokens", None),
         skipped_steps=getattr(trainer, "skipped_steps", 0),
         artefact=str(artefact),
+        peak_memory=peak_memory(),
     )
     if is_main:
         write_json(run_dir / "run_info.json", info)
@@ -235,6 +236,19 @@ def _raise_friendly(exc: Exception, resume_from) -> None:
         ) from None
     if isinstance(exc, DanluError):
         return
+
+
+def peak_memory() -> dict:
+    """Peak RSS of this process (bytes) and, on GPU, torch's peak allocated/reserved memory."""
+    import resource
+
+    import torch
+
+    out = {"rss_max": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    if torch.cuda.is_available():
+        out.update(cuda_max_allocated=torch.cuda.max_memory_allocated(),
+                   cuda_max_reserved=torch.cuda.max_memory_reserved())
+    return out
 
 
 def _versions() -> dict:

@@ -1,0 +1,105 @@
+"""Measurements shared by both sides of a benchmark: per-step timing and loss-token counts,
+peak memory of a process tree, the device's peak FLOP/s, and MFU."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+WARMUP_STEPS = 3  # steps left out of the steady-state median (allocator and cache warm-up)
+
+
+class PeakRSS:
+    """Peak resident memory of a process and its children, sampled every 50 ms."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def run_measured(cmd: list[str], *, env=None, cwd=None, log: Path | None = None) -> tuple[int, int, float]:
+    """(return code, peak RSS bytes of the process tree, wall seconds)."""
+    t0 = time.perf_counter()
+    out = open(log, "w") if log else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        with PeakRSS(proc.pid) as rss:
+            code = proc.wait()
+    finally:
+        if log:
+            out.close()
+    return code, rss.peak, time.perf_counter() - t0
+
+
+def steady_tokens_per_s(steps: list[dict]) -> float | None:
+    """Median of per-step loss tokens / step seconds, leaving out the warm-up steps."""
+    rates = [s["tokens"] / s["seconds"] for s in steps[WARMUP_STEPS:] if s["seconds"] > 0]
+    return statistics.median(rates) if rates else None
+
+
+def peak_flops() -> dict:
+    """This device's matmul peak, measured: a large fp32 matmul (and bf16 where it is native)."""
+    import torch
+
+    def rate(dtype, device, n):
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        reps, t0 = 5, time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+    from danlu.models.load import compute_precision
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    n = 8192 if device == "cuda" else 2048
+    out = {"device": device, "fp32": rate(torch.float32, device, n)}
+    if compute_precision("auto") == "bf16":
+        out["bf16"] = rate(torch.bfloat16, device, n)
+    return out
+
+
+def useful_flops_per_token(n_base: int, n_trainable: int, full: bool) -> float:
+    """BENCHMARKS.md: full fine-tuning 6N; LoRA about 4N + 6N_adapter (frozen base: no weight grads)."""
+    return 6.0 * n_base if full else 4.0 * n_base + 6.0 * n_trainable
+
+
+def write_steps(path: Path, steps: list[dict], extra: dict) -> None:
+    path.write_text(json.dumps({"steps": steps, **extra}), encoding="utf-8")
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,44 @@
+"""danlu bench CONFIG: the seed recipe and danlu side by side on your hardware."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench", help="Run the seed recipe (transformers+peft+trl) and danlu side by side; report the ratios.")(
+        bench)
+
+
+def bench(
+    config: str = typer.Argument(..., help="A LoRA/QLoRA run config (model, data, method, train)."),
+    overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. train.max_steps=30"),
+    out: str = typer.Option("runs/bench", "--out", "-o", help="Working folder for both runs."),
+    results: str = typer.Option("bench/results", "--results", help="Folder for <date>-<hardware>.json."),
+):
+    from rich.console import Console
+    from rich.table import Table
+
+    from danlu.bench.runner import run_bench
+    from danlu.config.load import load_config
+
+    cfg = load_config(config, overrides or [])
+    res = run_bench(cfg, Path(out), results_dir=Path(results))
+    table = Table(title=f"danlu bench — {res['hardware']}")
+    for col in ("", "seed recipe", "danlu", "danlu / seed"):
+        table.add_column(col)
+
+    def fmt(v, unit=""):
+        return "-" if v is None else (f"{v:,.1f}{unit}" if isinstance(v, float) else f"{v:,}{unit}")
+
+    a, b, r = res["seed_recipe"], res["danlu"], res["ratios"]
+    table.add_row("loss tokens / s", fmt(a["tokens_per_s"]), fmt(b["tokens_per_s"]), fmt(r["tokens_per_s"], "x"))
+    table.add_row("peak memory (GiB)", fmt(a["peak_memory_bytes"] / 2**30), fmt(b["peak_memory_bytes"] / 2**30),
+                  fmt(r["peak_memory"], "x"))
+    table.add_row("final loss", fmt(a["final_loss"]), fmt(b["final_loss"]), fmt(r["final_loss"], "x"))
+    table.add_row("MFU", fmt(a["mfu"]), fmt(b["mfu"]), "")
+    Console().print(table)
+    if res.get("written_to"):
+        typer.echo(f"written to {res['written_to']}")
