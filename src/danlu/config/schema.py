@@ -91,6 +91,9 @@ class TrainConfig(StrictModel):
         description="Compute precision. auto: bf16 autocast on GPUs and CPUs with native bf16 (AMX/AVX512-BF16), else fp32.",
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    fused_loss: bool = Field(
+        True, description="Chunked linear + cross-entropy: never materialise full-vocabulary logits (where exact)."
+    )
     logging_steps: int = Field(10, ge=1, description="Write metrics.jsonl and the progress bar every N steps.")
     save_steps: int | None = Field(None, ge=1, description="Checkpoint every N steps (default: once per epoch).")
     save_total_limit: int | None = Field(3, ge=1, description="Keep at most N checkpoints (newest and best are kept).")

@@ -5,11 +5,12 @@ each sample's last position), so the loss never asks a sample to predict its nei
 token, and `labels` only so the Trainer can count loss tokens for gradient accumulation.
 
 - PaddingCollator: one row per sample, right-padded, 2D attention mask.
-- PackingCollator: the micro-batch's samples packed into as few rows as fit `max_length`,
+- PackingCollator: the micro-batch's samples packed into rows as wide as its longest sample,
   with position ids restarting per sample and a 4D block-diagonal causal mask (B, 1, L, L),
   so no token attends across a sample boundary (restarted positions alone do not isolate
-  samples with sdpa/eager attention: measured). Same samples per step as padding, fewer
-  pad tokens."""
+  samples with sdpa/eager attention: measured). Same samples per step as padding, never more
+  token slots than padding, and the masked attention of a row stays O(longest²), not
+  O(max_length²)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ class PackingCollator:
 
     def __call__(self, features: list[dict]) -> dict:
         lengths = [len(f["input_ids"]) for f in features]
-        rows = first_fit(lengths, self.max_length)
+        rows = first_fit(lengths, min(self.max_length, max(lengths)))
         width = max(sum(lengths[i] for i in row) for row in rows)
         R = len(rows)
         ids = torch.full((R, width), self.pad_id, dtype=torch.long)

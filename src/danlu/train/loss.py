@@ -24,10 +24,14 @@ def accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def causal_lm_loss(model, inputs: dict, num_items_in_batch=None, *, keep_logits: bool = True):
-    """(loss, number of label tokens in this micro-batch, outputs)."""
+def causal_lm_loss(model, inputs: dict, num_items_in_batch=None, *, keep_logits: bool = True, capture=None):
+    """(loss, number of label tokens in this micro-batch, outputs). With `capture` (an
+    OutputCapture on the model's output layer) the loss is the chunked linear + cross-entropy
+    and no logits are made; outputs.logits is then empty."""
     shift = inputs.pop("shift_labels")
     inputs.pop("labels", None)
+    if capture is not None:
+        return _fused_loss(model, inputs, shift, num_items_in_batch, capture)
     if keep_logits:
         keep = shift.ne(IGNORE).any(0).nonzero().squeeze(-1)  # (K,) positions with any label
         outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
@@ -42,3 +46,23 @@ def causal_lm_loss(model, inputs: dict, num_items_in_batch=None, *, keep_logits:
     if torch.is_tensor(denom):
         denom = denom.to(loss_sum.device)
     return loss_sum / denom, n_tokens, outputs
+
+
+def _fused_loss(model, inputs, shift, num_items_in_batch, capture):
+    from danlu.train.fused_ce import chunked_linear_ce
+
+    keep = shift.ne(IGNORE).any(0).nonzero().squeeze(-1)  # (K,)
+    capture.active = True
+    try:
+        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+    finally:
+        capture.active = False
+    hidden = capture.take()  # (B, K, d)
+    targets = shift[:, keep]  # (B, K)
+    valid = targets.ne(IGNORE)
+    n_tokens = valid.sum()
+    denom = num_items_in_batch if num_items_in_batch is not None else n_tokens.clamp(min=1)
+    if torch.is_tensor(denom):
+        denom = denom.to(hidden.device)
+    loss = chunked_linear_ce(hidden[valid], capture.head.weight, targets[valid], denom)
+    return loss, n_tokens, outputs

@@ -15,6 +15,7 @@ from transformers import Trainer
 from danlu import faults
 from danlu.errors import DanluError
 from danlu.train import checkpoint as ckpt
+from danlu.train.fused_ce import OutputCapture, fused_head_supported
 from danlu.train.loss import accepts_logits_to_keep, causal_lm_loss
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class CausalLMTrainer(DanluTrainerMixin, Trainer):
     accumulated step."""
 
     danlu_method = None  # set by build_causal_lm_trainer before construction
+    danlu_fused_loss = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -152,9 +154,14 @@ class CausalLMTrainer(DanluTrainerMixin, Trainer):
         self.loss_is_scaled_for_ga = True
         method = self.danlu_method
         self._keep_logits = accepts_logits_to_keep(self.model) and (method is None or method.supports_logits_to_keep)
+        self._capture = None
+        if self._keep_logits and self.danlu_fused_loss and fused_head_supported(self.model):
+            self._capture = OutputCapture(self.model)  # chunked linear + CE: no full-vocabulary logits
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, n_tokens, outputs = causal_lm_loss(model, inputs, num_items_in_batch, keep_logits=self._keep_logits)
+        capture = self._capture if model.training else None
+        loss, n_tokens, outputs = causal_lm_loss(model, inputs, num_items_in_batch, keep_logits=self._keep_logits,
+                                                 capture=capture)
         if model.training and faults.active() and faults.nan_loss(self.state.global_step + 1):
             loss = loss * float("nan")
         if model.training:
@@ -189,7 +196,8 @@ def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=Causal
     if cfg.data.packing and not packing:
         log.info("method %s does not support packing; padding each sample instead", cfg.method.name)
     collator = PackingCollator(pad, cfg.train.max_length) if packing else PaddingCollator(pad)
-    trainer_cls = type(trainer_cls.__name__, (trainer_cls,), {"danlu_method": cfg.method})
+    trainer_cls = type(trainer_cls.__name__, (trainer_cls,), {"danlu_method": cfg.method,
+                                                              "danlu_fused_loss": cfg.train.fused_loss})
     trainer = trainer_cls(
         model=ctx.model,
         args=training_arguments(ctx, has_eval=eval_dataset is not None),

@@ -1,0 +1,99 @@
+"""Chunked linear + cross-entropy: the loss of `hidden @ weight.T` against targets without ever
+holding the (tokens × vocabulary) logits — a 32k vocabulary at 8 × 512 tokens is 0.5 GB of fp32
+logits, several times a small model's weights. Chunks of `chunk` tokens are projected, their loss
+and gradients computed at once (gradient w.r.t. the hidden states, and w.r.t. the weight when it
+trains), and the logits dropped; backward only scales the stored gradients.
+
+`OutputCapture` takes the model's own forward path (so DDP/FSDP hooks, PEFT layers and
+everything else run as usual) and, through a forward pre-hook on the output layer, keeps that
+layer's input and feeds it an empty sequence instead: the model computes no logits at all."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+# architectures whose output layer is a plain bias-free Linear applied to the final hidden state
+# (no logit soft-capping or scaling): the fused loss is exact for them
+SIMPLE_HEADS = {"llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe", "qwen3_moe", "phi3", "gemma"}
+
+
+class _ChunkedLinearCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, denom, chunk: int):
+        need_h, need_w = hidden.requires_grad, weight.requires_grad
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_w else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for s in range(0, hidden.shape[0], chunk):
+            h, t = hidden[s:s + chunk], targets[s:s + chunk]
+            logits = (h @ weight.t()).float()  # (K, V)
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if need_h or need_w:
+                probs = torch.exp(logits - lse[:, None])  # softmax, (K, V)
+                probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
+                probs = probs.to(h.dtype)
+                if need_h:
+                    grad_h[s:s + chunk] = probs @ weight
+                if need_w:
+                    grad_w += (probs.t() @ h).float()
+        ctx.save_for_backward(*(x for x in (grad_h, grad_w) if x is not None))
+        ctx.need, ctx.denom, ctx.w_dtype = (need_h, need_w), denom, weight.dtype
+        return total / denom
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        saved = list(ctx.saved_tensors)
+        scale = grad_out / ctx.denom
+        gh = saved.pop(0) * scale if ctx.need[0] else None
+        gw = (saved.pop(0) * scale).to(ctx.w_dtype) if ctx.need[1] else None
+        return gh, gw, None, None, None
+
+
+def chunked_linear_ce(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, denom,
+                      chunk: int = 1024) -> torch.Tensor:
+    """sum over tokens of CE(hidden @ weight.T, targets) / denom (a number or a 0-d tensor:
+    no host sync). hidden (N, d), targets (N,)."""
+    return _ChunkedLinearCE.apply(hidden, weight, targets, denom, chunk)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    while True:
+        inner = getattr(model, "module", None)  # DDP
+        if inner is None:
+            return model
+        model = inner
+
+
+def fused_head_supported(model: nn.Module) -> bool:
+    base = _unwrap(model)
+    cfg = getattr(base, "config", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    return (cfg is not None and getattr(cfg, "model_type", None) in SIMPLE_HEADS
+            and isinstance(head, nn.Linear) and head.bias is None
+            and not getattr(cfg, "final_logit_softcapping", None))
+
+
+class OutputCapture:
+    """While active, the output layer's input is kept and the layer sees an empty sequence."""
+
+    def __init__(self, model: nn.Module):
+        self.head = _unwrap(model).get_output_embeddings()
+        self.hidden: torch.Tensor | None = None
+        self.active = False
+        self._handle = self.head.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        if not self.active:
+            return None
+        (hidden,) = args
+        self.hidden = hidden
+        return (hidden[..., :0, :],)  # (B, 0, d): no logits are computed
+
+    def take(self) -> torch.Tensor:
+        hidden, self.hidden = self.hidden, None
+        return hidden
+
+    def remove(self) -> None:
+        self._handle.remove()
