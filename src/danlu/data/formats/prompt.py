@@ -43,7 +43,7 @@ class PromptOnly(Format):
     priority = 95  # after every conversation format (a {prompt, response} row is SFT data first)
 
     def convert(self, row, opts: FormatOptions) -> Prompt:
-        raw = row["prompt"]
+        raw = row.get("prompt")
         if isinstance(raw, list):
             messages = parse_messages(raw, "prompt")
         else:
@@ -61,6 +61,8 @@ class PromptFromMessages(Format):
     priority = 94
 
     def convert(self, row, opts: FormatOptions) -> Prompt:
+        if row.get("messages") is None:
+            raise RowError("missing field 'messages'")
         messages = parse_messages(row["messages"])
         while messages and messages[-1]["role"] == "assistant":
             messages.pop()

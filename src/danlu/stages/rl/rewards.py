@@ -92,8 +92,8 @@ def user_function(spec: str, where: str):
         raise ConfigError(f"{spec!r} is no reward function form ({REWARD_FORMS_TEXT})", where=where, hint=hint)
     try:
         module = _load_module(module_name)
-    except ConfigError:
-        raise
+    except FileNotFoundError as exc:
+        raise ConfigError(str(exc), where=where, hint=hint) from None
     except Exception as exc:  # noqa: BLE001 — the user's module may fail in any way; say where
         raise ConfigError(f"cannot import {module_name!r} for reward {spec!r}: {type(exc).__name__}: {exc}",
                           where=where, hint=hint) from None
@@ -107,7 +107,7 @@ def _load_module(name: str):
     if name.endswith(".py"):
         path = Path(name).expanduser()
         if not path.is_file():
-            raise ConfigError(f"reward module file {path} not found (paths are relative to the current directory)")
+            raise FileNotFoundError(f"reward module file {path} not found (paths are relative to the current directory)")
         spec = importlib.util.spec_from_file_location(f"danlu_reward_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
