@@ -40,8 +40,10 @@ class Distill(Stage):
                               hint="e.g. distill: {teacher: runs/big-sft} (a run, an artefact, a hub id or a model dir)")
 
     def build_datasets(self, ctx):
-        from danlu.stages.kd.teacher import check_same_vocabulary, load_teacher
+        from danlu.stages.kd.teacher import check_same_vocabulary, load_teacher, teacher_tokenizer
 
+        if self.mode == "logits":  # before any model is loaded
+            check_same_vocabulary(ctx.tokenizer, teacher_tokenizer(self.teacher))
         ctx.extra["teacher"] = load_teacher(self.teacher)
         if self.mode == "sequence":
             from danlu.stages.kd.sequence import build_sequence_datasets
@@ -49,7 +51,6 @@ class Distill(Stage):
             datasets = build_sequence_datasets(ctx, self)
             del ctx.extra["teacher"]  # the student trains on the answers alone
             return datasets
-        check_same_vocabulary(ctx.tokenizer, ctx.extra["teacher"])  # before the student is loaded
         return super().build_datasets(ctx)
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):

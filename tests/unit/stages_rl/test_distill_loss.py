@@ -56,16 +56,16 @@ def test_gradient_reaches_the_student_only():
 
 
 def test_vocabulary_mismatch_is_a_clear_error():
-    from types import SimpleNamespace
-
     from danlu.models.load import load_model, load_tokenizer
-    from danlu.stages.kd.teacher import check_same_vocabulary
+    from danlu.stages.kd.teacher import check_logit_width, check_same_vocabulary
 
     student_tok = load_tokenizer("builtin:tiny")
-    same = SimpleNamespace(tokenizer=load_tokenizer("builtin:tiny-llama"), model=load_model("builtin:tiny-llama"))
-    assert check_same_vocabulary(student_tok, same) == len(student_tok)
-    other = SimpleNamespace(tokenizer=load_tokenizer("builtin:tiny-bert"), model=same.model)
+    n = check_same_vocabulary(student_tok, load_tokenizer("builtin:tiny-llama"))
+    assert n == len(student_tok)
+    check_logit_width(n, load_model("builtin:tiny-llama"))
+    with pytest.raises(UserError):
+        check_logit_width(n + 1, load_model("builtin:tiny-llama"))
     with pytest.raises(UserError) as info:
-        check_same_vocabulary(student_tok, other)
+        check_same_vocabulary(student_tok, load_tokenizer("builtin:tiny-bert"))
     text = str(info.value)
     assert "distill.teacher" in text and "vocabulary" in text and "distill.mode: sequence" in text

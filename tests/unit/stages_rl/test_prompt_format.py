@@ -22,6 +22,9 @@ ROWS = [
      [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}], {}),
     ({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "reference"}], "id": 7},
      "prompt_messages", [{"role": "user", "content": "q"}], {"id": 7}),
+    ({"instruction": "Translate", "input": "你好", "output": "Hello", "history": [["Hi", "Hi!"]], "lang": "en"},
+     "prompt_alpaca", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hi!"},
+                       {"role": "user", "content": "Translate\n你好"}], {"lang": "en"}),
 ]
 
 

@@ -4,6 +4,8 @@ sequence-level distill):
   prompt           {"prompt": "text" | [messages ending with a user turn], "system"?: str, ...}
   prompt_messages  {"messages": [...]}: the conversation up to its last user turn; trailing
                    assistant turns (a reference answer) are left out
+  prompt_alpaca    {"instruction", "input"?, "system"?, "history"?}: the alpaca prompt (an
+                   "output" is left out), so SFT data can feed an RL stage as it is
 
 Every other field of the row is kept in `Prompt.extra` (GRPO/RLOO hand such columns to reward
 functions as keyword arguments); the answer fields of SFT rows (`response`, `completion`) are
@@ -11,6 +13,7 @@ ignored like any other."""
 
 from __future__ import annotations
 
+from danlu.data.formats.alpaca import Alpaca
 from danlu.data.formats.base import Format, FormatOptions, check_roles, fill_placeholders, text_field
 from danlu.data.formats.messages import parse_messages
 from danlu.data.formats.registry import register_format
@@ -69,3 +72,17 @@ class PromptFromMessages(Format):
         if not messages:
             raise RowError("no user turn")
         return Prompt(finish_prompt(messages, opts), extra=_extra(row, ("messages", "tools")))
+
+
+@register_format("prompt_alpaca")
+class PromptFromAlpaca(Format):
+    kind = "prompt"
+    signature = ("instruction",)
+    priority = 96
+
+    def convert(self, row, opts: FormatOptions) -> Prompt:
+        # alpaca's own conversion (history, system, instruction + input) with a stand-in answer,
+        # which is then left out
+        conversation = Alpaca().convert({**row, "output": "-"}, opts)
+        extra = _extra(row, ("instruction", "input", "output", "system", "history"))
+        return Prompt(finish_prompt(conversation.messages[:-1], FormatOptions()), extra=extra)

@@ -59,10 +59,11 @@ class DistillTrainer(CausalLMTrainer):
 
 
 def build_distill_trainer(ctx, stage, train_dataset, eval_dataset):
-    from danlu.stages.kd.teacher import check_same_vocabulary, logit_width
+    from danlu.stages.kd.teacher import check_logit_width, check_same_vocabulary
     from danlu.train.trainer import build_causal_lm_trainer
 
     teacher = ctx.extra["teacher"]
-    vocab = check_same_vocabulary(ctx.tokenizer, teacher, logit_width(ctx.model))
+    vocab = check_same_vocabulary(ctx.tokenizer, teacher.tokenizer)
+    check_logit_width(vocab, teacher.model, ctx.model)
     cls = type("DistillTrainer", (DistillTrainer,), {"teacher": teacher.model, "kd": stage, "vocab": vocab})
     return build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=cls)

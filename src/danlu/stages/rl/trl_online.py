@@ -58,7 +58,11 @@ def trainer_class(base):
         drop_reference_adapter(self.accelerator.unwrap_model(self.model))
         return output
 
-    return type(f"Danlu{base.__name__}", (DanluTrainerMixin, base), {"train": train})
+    def log(self, logs, start_time=None):
+        self.loss_tokens = int(self.state.num_input_tokens_seen)  # prompt + answer tokens, for tokens/s
+        return base.log(self, logs, start_time)
+
+    return type(f"Danlu{base.__name__}", (DanluTrainerMixin, base), {"train": train, "log": log})
 
 
 def build_online_trainer(ctx, stage, train_items, eval_items, *, trainer_cls, config_cls, **options):
