@@ -49,11 +49,12 @@ def answer_forward(model, input_ids, attention_mask, prompt_width: int, temperat
     if keep_logits:
         kwargs["logits_to_keep"] = n_answer + 1  # positions P-1 … end
     out = model(**kwargs)
+    # counted from the end: a method that prepends virtual tokens (prompt tuning) shifts the start
     logits = out.logits[:, -(n_answer + 1):-1].float() / temperature  # (B, C, V): predicts tokens P … P+C-1
     logp = logprobs_of(logits, input_ids[:, prompt_width:])
     values = None
     if value_head is not None:
-        values = value_head(out.hidden_states[-1][:, prompt_width - 1:-1])
+        values = value_head(out.hidden_states[-1][:, -(n_answer + 1):-1])  # (B, C): V of the state before each
     entropy = entropy_of(logits) if with_entropy else None
     return logp, values, entropy
 

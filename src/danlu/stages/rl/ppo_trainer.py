@@ -63,7 +63,9 @@ class _ValueHeadSync(TrainerCallback):
 
 
 class PPOTrainer(DanluTrainerMixin, Trainer):
-    """Set `ppo` (the stage options), `rewards` and `reward_weights`, `stop_ids` before train()."""
+    """PPO on the policy `model`; `ppo` is the stage's options, `rewards` the reward callables."""
+
+    danlu_method = None  # the run's method (set by build_ppo_trainer before construction)
 
     def __init__(self, *args, ppo, rewards, reward_weights, stop_ids, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,7 +80,8 @@ class PPOTrainer(DanluTrainerMixin, Trainer):
         self.reference = Reference(policy)
         from danlu.train.loss import accepts_logits_to_keep
 
-        self.keep_logits = accepts_logits_to_keep(policy)
+        method = self.danlu_method
+        self.keep_logits = accepts_logits_to_keep(policy) and (method is None or method.supports_logits_to_keep)
         self._buffer: list = [None] * self.args.gradient_accumulation_steps
         self._micro = 0
         self._metrics = defaultdict(list)
@@ -253,7 +256,8 @@ def build_ppo_trainer(ctx, stage, train_items, eval_items) -> PPOTrainer:
             f"(train.batch_size × train.grad_accum × processes = {per_rollout})",
             where="data.train", hint="add prompts, or lower train.batch_size / train.grad_accum")
     rewards, weights = stage.rewards(ctx)
-    trainer = PPOTrainer(
+    trainer_cls = type("PPOTrainer", (PPOTrainer,), {"danlu_method": ctx.config.method})
+    trainer = trainer_cls(
         model=ctx.model,
         args=args,
         train_dataset=train_items,
