@@ -79,6 +79,15 @@ def prompts_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def topic_reward(tmp_path_factory) -> str:
+    """A user reward that needs the row's `topic` field (a TypeError if it did not arrive)."""
+    path = tmp_path_factory.mktemp("rewards") / "my_rewards.py"
+    path.write_text("def on_topic(prompts, completions, topic, **kwargs):\n"
+                    "    return [1.0 if t == 'support' else 0.0 for t in topic]\n")
+    return f"{path}:on_topic"
+
+
+@pytest.fixture(scope="module")
 def sft_policy(tmp_path_factory) -> Path:
     """Step 1: builtin:tiny fine-tuned to answer THANKS or DOCS, about half each."""
     root = tmp_path_factory.mktemp("sft")
@@ -189,9 +198,9 @@ def test_ppo_with_a_reward_model_raises_the_reward(tmp_path, sft_policy, reward_
     assert json.loads((run / "run_info.json").read_text())["global_step"] == 28
 
 
-def test_ppo_qlora_through_python_m_danlu(tmp_path, sft_policy, reward_model, prompts_file):
-    ppo = {"reward_model": str(reward_model), "max_completion_length": 6, "num_ppo_epochs": 2,
-           "kl_estimator": "k3", "missing_eos_penalty": 1.0}
+def test_ppo_qlora_through_python_m_danlu(tmp_path, sft_policy, reward_model, prompts_file, topic_reward):
+    ppo = {"reward_model": str(reward_model), "reward_functions": [topic_reward], "max_completion_length": 6,
+           "num_ppo_epochs": 2, "kl_estimator": "k3", "missing_eos_penalty": 1.0}
     cfg = rl_config(tmp_path, sft_policy, prompts_file, "ppo", ppo, method={"name": "qlora", "r": 8},
                     sections={"data": {"eval": str(prompts_file)}, "eval": {"strategy": "steps", "steps": 4}},
                     max_steps=4, save_steps=2)
@@ -201,6 +210,7 @@ def test_ppo_qlora_through_python_m_danlu(tmp_path, sft_policy, reward_model, pr
     run = tmp_path / "run"
     rows = metrics(run)
     assert [r["step"] for r in rows if "reward" in r] == [1, 3]
+    assert all(r["rewards/on_topic"] == 1.0 for r in rows if "reward" in r)  # the row's topic reached it
     assert all(r["kl"] >= 0 for r in rows if "kl" in r)  # k3 is never negative
     (evaluation,) = [r for r in rows if "eval_reward" in r]  # greedy answers to held-out prompts, scored
     assert evaluation["step"] == 4 and isinstance(evaluation["eval_reward"], float)
@@ -210,8 +220,8 @@ def test_ppo_qlora_through_python_m_danlu(tmp_path, sft_policy, reward_model, pr
 
 
 def test_ppo_refuses_a_model_that_is_not_a_reward_model(tmp_path, prompts_file):
-    cfg = rl_config(tmp_path, "builtin:tiny", prompts_file, "ppo", {"reward_model": "builtin:tiny", "max_completion_length": 8},
-                    max_steps=1)
+    ppo = {"reward_model": "builtin:tiny", "max_completion_length": 8}
+    cfg = rl_config(tmp_path, "builtin:tiny", prompts_file, "ppo", ppo, max_steps=1)
     code, out = danlu("train", str(cfg))
     assert code == 2 and "ppo.reward_model" in out and "not a reward model" in out and "Traceback" not in out
 
@@ -233,8 +243,9 @@ def test_grpo_raises_the_reward(tmp_path, sft_policy, prompts_file):
 
 
 @pytest.mark.parametrize("stage, method", [("grpo", "qlora"), ("rloo", "lora"), ("rloo", "qlora")])
-def test_rl_stage_with_method(tmp_path, sft_policy, prompts_file, stage, method):
-    options = {"reward_functions": ["contains:Thanks", "regex:help|docs"], "reward_weights": [1.0, 0.5],
+def test_rl_stage_with_method(tmp_path, sft_policy, prompts_file, topic_reward, stage, method):
+    options = {"reward_functions": ["contains:Thanks", "regex:help|docs", topic_reward],
+               "reward_weights": [1.0, 0.5, 0.1],
                "num_generations": 2, "max_completion_length": 8}
     cfg = rl_config(tmp_path, sft_policy, prompts_file, stage, options, method={"name": method, "r": 8},
                     max_steps=3, save_steps=3)
@@ -243,6 +254,7 @@ def test_rl_stage_with_method(tmp_path, sft_policy, prompts_file, stage, method)
     run = tmp_path / "run"
     rows = [r for r in metrics(run) if "reward" in r]
     assert len(rows) == 3 and all("rewards/regex:help|docs/mean" in r for r in rows)
+    assert all(r["rewards/on_topic/mean"] == 1.0 for r in rows)  # the row's topic reached the user function
     adapter = run / "adapter"
     assert not (adapter / "ref").exists()  # TRL's reference copy of the adapter stays out of the artefact
     from safetensors import safe_open

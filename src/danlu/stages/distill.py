@@ -25,7 +25,8 @@ class Distill(Stage):
     summary = "knowledge distillation: logit KL to a teacher at temperature T, or teacher-written answers"
     sample_kind = "conversation"
 
-    teacher: str | None = Field(None, description="The teacher: a run directory, artefact, hub id, local model or builtin.")
+    teacher: str | None = Field(
+        None, description="The teacher: a run directory, artefact, hub id, local model or builtin.")
     mode: Literal["logits", "sequence"] = Field(
         "logits", description="logits: match the teacher's distributions; sequence: train on the teacher's answers.")
     temperature: float = Field(2.0, gt=0, description="Softmax temperature T of both distributions (logits mode).")

@@ -24,7 +24,8 @@ class PPO(RLStage):
 
     num_ppo_epochs: int = Field(4, ge=1, description="PPO updates on each rollout (each one optimizer step).")
     cliprange: float = Field(0.2, gt=0, description="ε of the clipped policy objective: ratio kept in [1−ε, 1+ε].")
-    cliprange_value: float = Field(0.2, gt=0, description="How far a value may move from its rollout value in one update.")
+    cliprange_value: float = Field(
+        0.2, gt=0, description="How far a value may move from its rollout value in one update.")
     vf_coef: float = Field(0.1, ge=0, description="Weight of the value loss in the total loss.")
     kl_coef: float = Field(0.05, ge=0, description="Weight of the per-token KL penalty to the reference model.")
     kl_estimator: Literal["k1", "k3"] = Field(

@@ -29,8 +29,8 @@ def test_example_reward_functions(monkeypatch):
     from danlu.stages.rl.rewards import parse_reward_functions
 
     monkeypatch.chdir(ROOT)
-    concise, product = parse_reward_functions(["examples/rewards.py:concise", "examples/rewards.py:mentions_the_product"],
-                                              where="grpo.reward_functions")
-    answers = [[{"role": "assistant", "content": "FlowDesk exports CSV."}], [{"role": "assistant", "content": "x " * 120}]]
+    names = ["examples/rewards.py:concise", "examples/rewards.py:mentions_the_product"]
+    concise, product = parse_reward_functions(names, where="grpo.reward_functions")
+    answers = [[{"role": "assistant", "content": t}] for t in ("FlowDesk exports CSV.", "x " * 120)]
     assert concise(prompts=None, completions=answers) == [1.0, 0.5]
     assert product(prompts=None, completions=answers) == [1.0, 0.0]

@@ -69,4 +69,5 @@ def check_logit_width(n_tokens: int, *models) -> None:
     widths = [logit_width(m) for m in models]
     if min(widths) < n_tokens:
         raise UserError(f"a model has {min(widths)} logits for a tokenizer of {n_tokens} tokens",
-                        where="distill.teacher", hint="the teacher and student must share the tokenizer they were built with")
+                        where="distill.teacher",
+                        hint="the teacher and student must share the tokenizer they were built with")

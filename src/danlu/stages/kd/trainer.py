@@ -45,8 +45,9 @@ class DistillTrainer(CausalLMTrainer):
             self.loss_tokens += int(sums["n"])
             for key in self._kd_sums:
                 self._kd_sums[key] += float(sums[key])
-        if self.args.average_tokens_across_devices and num_items_in_batch is not None and self.accelerator.num_processes > 1:
-            loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
+        n_proc = self.accelerator.num_processes
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None and n_proc > 1:
+            loss = loss * n_proc  # DDP averages gradients over ranks
         return (loss, None) if return_outputs else loss
 
     def log(self, logs: dict, start_time: float | None = None) -> None:

@@ -6,7 +6,7 @@ included) and 0 on the padding after it; every per-token tensor is 0 where the m
 
   per-token reward   r_t = -kl_coef · KL_t  (+ the reward model's score on the last token)
   GAE                δ_t = r_t + γ·V_{t+1} − V_t,   A_t = δ_t + γλ·A_{t+1},   R_t = A_t + V_t
-  policy (clipped)   L = mean_t max(−A_t·ρ_t, −A_t·clip(ρ_t, 1−ε, 1+ε)),   ρ_t = π(a_t|s_t) / π_old(a_t|s_t)
+  policy (clipped)   L = mean_t max(−A_t·ρ_t, −A_t·clip(ρ_t, 1−ε, 1+ε)),  ρ_t = π(a_t|s_t) / π_old(a_t|s_t)
   value (clipped)    L = ½·mean_t max((V_t − R_t)², (V_old + clip(V_t − V_old, −ε_v, ε_v) − R_t)²)
 """
 

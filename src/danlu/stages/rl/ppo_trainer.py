@@ -24,11 +24,11 @@ from transformers import Trainer, TrainerCallback
 
 from danlu.stages.rl import ppo_core as core
 from danlu.stages.rl.policy import Reference, ValueHead, answer_forward, hidden_size, sample_answers
-from danlu.stages.rl.rewards import completion_text
 from danlu.train.trainer import DanluTrainerMixin
 
 log = logging.getLogger(__name__)
 VALUE_HEAD_FILE = "value_head.safetensors"
+RESERVED_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state"}  # row fields that may not shadow these
 
 
 class PromptCollator:
@@ -128,7 +128,7 @@ class PPOTrainer(DanluTrainerMixin, Trainer):
         messages = [p.messages for p in prompts]
         completions = [[{"role": "assistant", "content": t}] for t in answers_text]
         extra_keys = set.intersection(*(set(p.extra) for p in prompts)) if prompts else set()
-        kwargs = {k: [p.extra[k] for p in prompts] for k in extra_keys - {"prompts", "completions"}}
+        kwargs = {k: [p.extra[k] for p in prompts] for k in extra_keys - RESERVED_KWARGS}
         columns, means = [], {}
         for name, fn in zip(self.reward_names, self.rewards):
             values = fn(prompts=messages, completions=completions, completion_ids=answer_ids,

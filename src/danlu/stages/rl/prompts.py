@@ -99,7 +99,7 @@ def to_hf_dataset(items: list[PromptItem]):
     shared = set(items[0].extra)
     for item in items[1:]:
         shared &= set(item.extra)
-    shared -= {"prompt", "completion", "completions", "prompts"}
+    shared -= {"prompt", "prompts", "completion", "completions", "completion_ids", "trainer_state"}
     rows = [{"prompt": plain_messages(p.messages), **{k: p.extra[k] for k in sorted(shared)}} for p in items]
     try:
         return Dataset.from_list(rows)
