@@ -47,7 +47,10 @@ def refuse_pickles(folder: Path) -> None:
     raise UserError(f"{folder} holds no weights (*.safetensors)")
 
 
-def load_for_inference(target: str, *, dtype=None, device: str | None = None, merge: bool = False) -> Loaded:
+def load_for_inference(target: str, *, dtype=None, device: str | None = None, merge: bool = False,
+                       task: str | None = None) -> Loaded:
+    """`task` is the head to load a plain model with (causal_lm by default; seq_cls for a reward
+    model); an artefact's own danlu.json decides for it."""
     import torch
 
     from danlu.models.load import load_model, load_tokenizer
@@ -61,7 +64,7 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
 
         tok = load_tokenizer(target)
         tpl = resolve_template(tok, "auto")
-        model = load_model(target, dtype=dtype).to(device).eval()
+        model = load_model(target, task=task or "causal_lm", dtype=dtype).to(device).eval()
         return Loaded(model, tok, tpl.stop_token_ids(), {}, target, target)
     info = json.loads((artefact / "danlu.json").read_text(encoding="utf-8"))
     refuse_pickles(artefact)
