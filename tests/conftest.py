@@ -15,6 +15,9 @@ os.environ.setdefault("DANLU_HOME", str(ROOT / ".pytest_cache" / "danlu_home"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# builtin test models are tiny: one thread per process avoids OpenMP spin-waits (10-70x slower with
+# 2 threads on a busy 2-core machine, measured) and lets 2-process tests share the cores
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
