@@ -45,11 +45,14 @@ def assistant_spans(conv: Conversation, tpl: ChatTemplate, full: str) -> list[tu
         if full.startswith(prefix) and full.startswith(upto) and len(upto) > len(prefix):
             start, end = len(prefix), len(upto)
         else:  # a template that rewrites earlier turns: find this turn's text after the cursor
-            content = (m.get("content") or "").strip()
+            content = (m.get("content") or "").strip() or _first_call(m, full, cursor)
             start = full.find(content, cursor) if content else -1
             if start < 0:
                 raise RowError(f"cannot locate assistant turn {i + 1} in the rendered template")
             end = start + len(content)
+            if m.get("tool_calls") and tpl.turn_end_in_template:  # the calls run on to the turn end
+                k = full.find(tpl.turn_end, end)
+                end = k if k >= 0 else end
             rest = full[end:]
             if rest.lstrip(" ").startswith(tpl.turn_end):
                 end += rest.index(tpl.turn_end) + len(tpl.turn_end)
@@ -62,6 +65,18 @@ def assistant_spans(conv: Conversation, tpl: ChatTemplate, full: str) -> list[tu
         spans.append((start, end))
         cursor = end
     return spans
+
+
+def _first_call(message: dict, full: str, cursor: int) -> str:
+    """How to find a tool-call turn without text: its first call as <tool_call> text (Qwen/Hermes
+    templates), else the function's name."""
+    from danlu.data.tools import call_text
+
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return ""
+    text = call_text(calls[0])
+    return text if full.find(text, cursor) >= 0 else calls[0]["function"]["name"]
 
 
 def encode_conversation(
