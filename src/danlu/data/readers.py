@@ -86,6 +86,9 @@ def _json(path: Path) -> Iterator[RawRow]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data":  # one object per line in a .json file (the datasets library reads it)
+                yield from _jsonl(path)
+                return
             raise DataError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}") from None
         arrays = [v for v in obj.values() if isinstance(v, list)] if isinstance(obj, dict) else []
         if len(arrays) == 1:
