@@ -58,6 +58,8 @@ def _open_source(source: str, fmt: str, kinds: tuple[str, ...], opts: FormatOpti
     """(rows, convert(row) → sample): a LLaMA-Factory entry, a named format, or one detected on
     the first row that parses."""
     if lf.is_lf(source):
+        if fmt != "auto":
+            log.warning("%s: data.format %s is not used: a LLaMA-Factory entry names its own formatting", source, fmt)
         rows, convert, label = lf.open_source(source, opts, kinds)
         report.formats[source] = label
         return rows, convert

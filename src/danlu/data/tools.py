@@ -12,6 +12,7 @@ each result `<tool_response>\\n...\\n</tool_response>` in a user turn."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -97,6 +98,31 @@ def uses_tools(messages: list[dict], tools) -> bool:
     return bool(tools) or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages)
 
 
+def with_call_ids(messages: list[dict]) -> list[dict]:
+    """Every tool call gets an id and every tool result its call's id, where the data has none
+    (Mistral's templates refuse calls without a 9-character alphanumeric id). The ids follow from
+    the message's position and the call, so a conversation and its prefixes get the same ones."""
+    if not any(m.get("tool_calls") for m in messages):
+        return messages
+    out, pending = [], []
+    for i, m in enumerate(messages):
+        if m.get("tool_calls"):
+            calls = [c if c.get("id") else {**c, "id": _call_id(i, j, c)} for j, c in enumerate(m["tool_calls"])]
+            m, pending = {**m, "tool_calls": calls}, [c["id"] for c in calls]
+        elif m.get("role") == "tool":
+            if not m.get("tool_call_id") and pending:
+                m = {**m, "tool_call_id": pending[0]}
+            pending = pending[1:]
+        out.append(m)
+    return out
+
+
+def _call_id(i: int, j: int, call: dict) -> str:
+    fn = call.get("function", call)
+    key = f"{i}:{j}:{fn.get('name')}:{json.dumps(fn.get('arguments'), sort_keys=True, ensure_ascii=False)}"
+    return hashlib.sha1(key.encode()).hexdigest()[:9]
+
+
 # --- templates without tools -----------------------------------------------------------------
 
 _PROBE = "danlu_probe_"
@@ -119,10 +145,10 @@ _PROBED: dict[str, bool] = {}  # template text → supports tools
 def _probe(tokenizer) -> bool:
     tool = {"type": "function", "function": {"name": f"{_PROBE}fn", "description": f"{_PROBE}desc",
                                              "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
-    call = {"id": "call0probe", "type": "function",
+    call = {"id": "a1b2c3d4e", "type": "function",
             "function": {"name": f"{_PROBE}fn", "arguments": {"q": f"{_PROBE}arg"}}}
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]},
-                {"role": "tool", "content": f"{_PROBE}result", "tool_call_id": "call0probe", "name": f"{_PROBE}fn"},
+                {"role": "tool", "content": f"{_PROBE}result", "tool_call_id": "a1b2c3d4e", "name": f"{_PROBE}fn"},
                 {"role": "assistant", "content": "ok"}]
     try:
         out = tokenizer.apply_chat_template(messages, tools=[tool], tokenize=False)

@@ -180,6 +180,9 @@ def _write_defaults(lf: dict, out: Conversion) -> None:
         out.set("train.gradient_checkpointing", True)
         out.notes.append("LLaMA-Factory checkpoints gradients unless disable_gradient_checkpointing: true; "
                          "train.gradient_checkpointing: true")
+    if "max_samples" in lf and isinstance(out.get("data.train"), list):
+        out.notes.append("max_samples: LLaMA-Factory takes that many rows from each dataset; danlu's "
+                         "data.max_samples caps the total")
     if ("val_size" in lf or "eval_dataset" in lf) and "eval_strategy" not in lf and "evaluation_strategy" not in lf:
         out.set("eval.strategy", "no")
         out.notes.append("eval_strategy not given: LLaMA-Factory's default 'no' (no evaluation during training)")

@@ -104,3 +104,50 @@ def test_glaive_row_from_llamafactory_layout(tiny_tokenizer, tmp_path):
     enc = encode_conversation(sample, resolve_template(tok, "auto"))
     assert labelled(tok, enc) == ('<tool_call>\n{"name": "convert", "arguments": {"amount": 100, "from": "USD", '
                                   '"to": "EUR"}}\n</tool_call><|im_end|>100 USD is 92.50 EUR.<|im_end|>')
+
+
+# A template in the manner of Mistral's: the tool list goes before the LAST user turn (so a prefix
+# of the conversation renders differently from the whole), calls need 9-character ids and results
+# the id of their call. danlu gives calls without ids deterministic ones and finds each turn by
+# rendering the conversation with that turn replaced.
+MISTRALISH = (
+    "{%- set ns = namespace(last=-1) %}{%- for m in messages %}{%- if m.role == 'user' %}"
+    "{%- set ns.last = loop.index0 %}{%- endif %}{%- endfor %}"
+    "{%- for m in messages %}"
+    "{%- if m.role == 'user' %}{%- if tools and loop.index0 == ns.last %}"
+    "[AVAILABLE_TOOLS]{{ tools | tojson }}[/AVAILABLE_TOOLS]{%- endif %}[INST] {{ m.content }}[/INST]"
+    "{%- elif m.role == 'assistant' and m.tool_calls %}[TOOL_CALLS][{%- for c in m.tool_calls %}"
+    "{%- if c.id is not defined or c.id | length != 9 %}"
+    "{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{%- endif %}"
+    '{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}, "id": "{{ c.id }}"}'
+    "{%- if not loop.last %}, {% endif %}{%- endfor %}]{{ eos_token }}"
+    "{%- elif m.role == 'assistant' %} {{ m.content }}{{ eos_token }}"
+    "{%- elif m.role == 'tool' %}{%- if m.tool_call_id is not defined or m.tool_call_id | length != 9 %}"
+    "{{ raise_exception('Tool call IDs should be alphanumeric strings with length 9!') }}{%- endif %}"
+    '[TOOL_RESULTS]{"content": {{ m.content | tojson }}, "call_id": "{{ m.tool_call_id }}"}[/TOOL_RESULTS]'
+    "{%- endif %}{%- endfor %}"
+)
+
+
+def test_template_that_moves_tools_and_needs_call_ids(tiny_tokenizer, tmp_path):
+    from danlu.data.tools import with_call_ids
+
+    jinja = tmp_path / "mistralish.jinja"
+    jinja.write_text(MISTRALISH)
+    tok = copy.deepcopy(tiny_tokenizer)
+    tpl = resolve_template(tok, str(jinja))
+    assert template_supports_tools(tok) and tpl.turn_end == "<|im_end|>"
+    messages = CONVS["two calls, text first, zh"][1:]  # no system turn in this template
+    enc = encode_conversation(Conversation(messages, tools=TOOLS), tpl)
+    with_ids = with_call_ids(messages)
+    ids = [c["id"] for c in with_ids[1]["tool_calls"]]
+    assert all(len(i) == 9 and i.isalnum() for i in ids) and len(set(ids)) == 2
+    assert with_ids[2]["tool_call_id"] == ids[0] and with_ids[3]["tool_call_id"] == ids[1]
+    assert enc.input_ids == list(tok.apply_chat_template(with_ids, tools=TOOLS, tokenize=True)["input_ids"])
+    calls = ", ".join('{"name": "get_weather", "arguments": {"city": "%s"}, "id": "%s"}' % (c, i)
+                      for c, i in zip(("巴黎", "奥斯陆"), ids))
+    # the text before the calls ("我来查一下。") is not written by this template; what it writes is
+    # trained. The template's space before an answer is learned where BPE merges it into the
+    # answer's first token (" 不"), as for any template whose prompt ends in a space.
+    assert labelled(tok, enc) == f"[TOOL_CALLS][{calls}]<|im_end|>巴黎 21°C，奥斯陆 3°C。<|im_end|> 不客气！<|im_end|>"
+    assert "[TOOL_RESULTS]" not in labelled(tok, enc) and "[AVAILABLE_TOOLS]" not in labelled(tok, enc)
