@@ -6,6 +6,7 @@ style one) and through one without (danlu's text form of calls and results)."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,17 @@ def test_template_that_moves_tools_and_needs_call_ids(tiny_tokenizer, tmp_path):
     # answer's first token (" 不"), as for any template whose prompt ends in a space.
     assert labelled(tok, enc) == f"[TOOL_CALLS][{calls}]<|im_end|>巴黎 21°C，奥斯陆 3°C。<|im_end|> 不客气！<|im_end|>"
     assert "[TOOL_RESULTS]" not in labelled(tok, enc) and "[AVAILABLE_TOOLS]" not in labelled(tok, enc)
+
+
+def test_template_whose_every_prefix_renders_differently(tiny_tokenizer, tmp_path):
+    """A header that counts the messages changes with every prefix: every turn is found by the
+    replaced-turn rendering, and the labels are still exactly the assistant's turns."""
+    jinja = tmp_path / "counting.jinja"
+    jinja.write_text("<|im_start|>system\n{{ messages | length }} messages<|im_end|>\n"
+                     + (Path(__file__).resolve().parents[3] / "src/danlu/models/assets/chatml_tools.jinja").read_text())
+    tok = copy.deepcopy(tiny_tokenizer)
+    tpl = resolve_template(tok, str(jinja))
+    for messages in CONVS.values():
+        enc = encode_conversation(Conversation(messages, tools=TOOLS), tpl)
+        assert enc.input_ids == list(tok.apply_chat_template(messages, tools=TOOLS, tokenize=True)["input_ids"])
+        assert labelled(tok, enc) == expected_labels(messages)
