@@ -31,9 +31,14 @@ class ModelConfig(StrictModel):
 
 class DataConfig(StrictModel):
     train: str | list[str] = Field(
-        ..., description="Training data: file(s) (.jsonl .json .csv .parquet) or a hub dataset name."
+        ...,
+        description="Training data: file(s) (.jsonl .json .csv .parquet), a hub dataset name, or lf:NAME "
+        "(an entry of dataset_dir/dataset_info.json, read as LLaMA-Factory reads it).",
     )
-    eval: str | list[str] | None = Field(None, description="Evaluation data file(s); else see eval_split.")
+    eval: str | list[str] | None = Field(None, description="Evaluation data file(s) or lf:NAME; else see eval_split.")
+    dataset_dir: str = Field(
+        "data", description="Folder holding a LLaMA-Factory dataset_info.json, for lf:NAME sources."
+    )
     eval_split: float = Field(0.0, ge=0.0, lt=1.0, description="Fraction of train held out for eval when no eval file.")
     format: str = Field(
         "auto", description="alpaca | sharegpt | messages | prompt_response | text | auto (detected and reported)."
@@ -43,6 +48,11 @@ class DataConfig(StrictModel):
         description="Chat template: auto (the tokenizer's own), chatml, qwen, llama3, mistral, default, or a .jinja file.",
     )
     system: str | None = Field(None, description="System prompt for samples that have none.")
+    placeholders: dict[str, str] = Field(
+        default_factory=dict,
+        description="Fill {{key}} in every text of the data, e.g. {name: Acme助手, author: Acme} "
+        "for an identity dataset.",
+    )
     train_on_prompt: bool = Field(False, description="Also put loss on user/system tokens (default: assistant only).")
     mask_history: bool = Field(False, description="Put loss on the last assistant turn only.")
     on_bad_row: Literal["skip", "error"] = Field(

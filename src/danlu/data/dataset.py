@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Iterator
 
+from danlu.data import lf
 from danlu.data.formats import FORMATS, FormatOptions, detect_format
 from danlu.data.readers import read_rows
 from danlu.data.report import DataReport
@@ -26,28 +28,20 @@ def iter_samples(
     on_bad_row: str = "skip",
     report: DataReport | None = None,
 ) -> Iterator:
-    """Samples of the given kinds from every source; bad rows are skipped (and reported) or raise."""
+    """Samples of the given kinds from every source; bad rows are skipped (and reported) or raise.
+    A source `lf:NAME` is an entry of a LLaMA-Factory dataset_info.json (see data/lf.py)."""
     opts = opts or FormatOptions()
     report = report if report is not None else DataReport()
     for source in [sources] if isinstance(sources, str) else sources:
         report.sources.append(source)
-        converter = None if fmt == "auto" else FORMATS.get(fmt, where="data.format")()
-        if converter is not None and converter.kind not in kinds:
-            raise DataError(f"format {fmt!r} gives {converter.kind} rows; this stage needs {' or '.join(kinds)}",
-                            where="data.format")
-        for raw in read_rows(source):
+        rows, convert = _open_source(source, fmt, kinds, opts, report)
+        unfilled = _PlaceholderCheck(source)
+        for raw in rows:
             report.rows_read += 1
             try:
                 if raw.error:
                     raise RowError(raw.error)
-                if converter is None:
-                    name = detect_format(raw.data, kinds)
-                    if name is None:
-                        raise RowError(f"no known {'/'.join(kinds)} format has fields {sorted(raw.data)}")
-                    converter = FORMATS.get(name)()
-                    report.formats[source] = name
-                    log.info("%s: detected format %s (fields %s)", source, name, ", ".join(sorted(raw.data)))
-                sample = converter.convert(raw.data, opts)
+                sample = convert(raw.data)
             except RowError as exc:
                 if on_bad_row == "error":
                     raise DataError(str(exc), where=raw.where,
@@ -55,8 +49,67 @@ def iter_samples(
                 report.drop(raw.where, str(exc))
                 continue
             sample.where = raw.where
+            unfilled.check(sample)
             yield sample
         report.formats.setdefault(source, fmt if fmt != "auto" else "unknown")
+
+
+def _open_source(source: str, fmt: str, kinds: tuple[str, ...], opts: FormatOptions, report: DataReport):
+    """(rows, convert(row) → sample): a LLaMA-Factory entry, a named format, or one detected on
+    the first row that parses."""
+    if lf.is_lf(source):
+        if fmt != "auto":
+            log.warning("%s: data.format %s is not used: a LLaMA-Factory entry names its own formatting", source, fmt)
+        rows, convert, label = lf.open_source(source, opts, kinds)
+        report.formats[source] = label
+        return rows, convert
+    converter = None if fmt == "auto" else FORMATS.get(fmt, where="data.format")()
+    if converter is not None and converter.kind not in kinds:
+        raise DataError(f"format {fmt!r} gives {converter.kind} rows; this stage needs {' or '.join(kinds)}",
+                        where="data.format")
+
+    def convert(row: dict):
+        nonlocal converter
+        if converter is None:
+            name = detect_format(row, kinds)
+            if name is None:
+                raise RowError(f"no known {'/'.join(kinds)} format has fields {sorted(row)}")
+            converter = FORMATS.get(name)()
+            report.formats[source] = name
+            log.info("%s: detected format %s (fields %s)", source, name, ", ".join(sorted(row)))
+        return converter.convert(row, opts)
+
+    return read_rows(source), convert
+
+
+class _PlaceholderCheck:
+    """Warns once per source when a text still holds {{key}} after data.placeholders: a model
+    trained on it would say "{{name}}" literally (LLaMA-Factory's identity dataset has them)."""
+
+    PATTERN = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+    def __init__(self, source: str):
+        self.source, self.warned = source, False
+
+    def check(self, sample) -> None:
+        if self.warned:
+            return
+        found = sorted({m for text in _texts(sample) for m in self.PATTERN.findall(text)})
+        if found:
+            self.warned = True
+            keys = ", ".join(f"{k}: ..." for k in found)
+            log.warning("%s: the data holds %s, which no placeholder fills; the model would learn it literally. "
+                        "Set data.placeholders: {%s}", sample.where, ", ".join("{{" + k + "}}" for k in found), keys)
+
+
+def _texts(sample) -> Iterator[str]:
+    if isinstance(sample, Text):
+        yield sample.text
+        return
+    for key in ("messages", "prompt", "chosen", "rejected", "completion"):
+        for m in getattr(sample, key, None) or []:
+            if isinstance(m, dict) and isinstance(m.get("content"), str):
+                yield m["content"]
 
 
 def encode_sample(sample, tpl, data_cfg, max_length: int, report: DataReport) -> Encoded | None:

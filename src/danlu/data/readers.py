@@ -45,6 +45,9 @@ def read_rows(source: str) -> Iterator[RawRow]:
         return
     if looks_like_path(source):
         raise DataError(f"data file not found: {source}")
+    if source.startswith("lf:"):  # read by data/lf.py through iter_samples, which knows data.dataset_dir
+        raise DataError(f"{source} is a LLaMA-Factory dataset entry, not a file",
+                        hint="use it as data.train in a config, with data.dataset_dir set to its dataset_info.json folder")
     yield from _hub(source)
 
 
@@ -86,6 +89,9 @@ def _json(path: Path) -> Iterator[RawRow]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data":  # one object per line in a .json file (the datasets library reads it)
+                yield from _jsonl(path)
+                return
             raise DataError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}") from None
         arrays = [v for v in obj.values() if isinstance(v, list)] if isinstance(obj, dict) else []
         if len(arrays) == 1:

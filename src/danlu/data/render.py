@@ -40,7 +40,8 @@ def render_samples(target: str, model: str | None = None, limit: int = 5, overri
 
     cfg, tok, tpl = load_for_render(target, model, overrides)
     report = DataReport()
-    opts = FormatOptions(system=cfg.data.system, placeholders=dict(getattr(cfg.data, "placeholders", None) or {}))
+    opts = FormatOptions(system=cfg.data.system, placeholders=dict(getattr(cfg.data, "placeholders", None) or {}),
+                         dataset_dir=getattr(cfg.data, "dataset_dir", "data"))
     out: list[Rendered] = []
     for sample in iter_samples(cfg.data.train, fmt=cfg.data.format, opts=opts, on_bad_row=cfg.data.on_bad_row,
                                report=report):

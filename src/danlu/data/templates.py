@@ -30,6 +30,13 @@ class ChatTemplate:
     stop_strings: list[str] = field(default_factory=list)
 
     def render(self, messages: list[dict], *, tools=None, add_generation_prompt: bool = False) -> str:
+        from danlu.data.tools import template_supports_tools, textualise, uses_tools, with_call_ids
+
+        if uses_tools(messages, tools):
+            if template_supports_tools(self.tokenizer):
+                messages = with_call_ids(messages)
+            else:
+                messages, tools = textualise(messages, tools), None  # danlu's text form of calls and results
         kwargs = {"tools": tools} if tools else {}
         try:
             return self.tokenizer.apply_chat_template(

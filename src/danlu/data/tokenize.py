@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from danlu.data.sample import Conversation, RowError, Text
-from danlu.data.templates import ChatTemplate
+from danlu.data.templates import PROBE, ChatTemplate
+from danlu.data.tools import with_call_ids
 
 IGNORE = -100
 
@@ -35,7 +36,7 @@ class SampleDropped(Exception):
 
 def assistant_spans(conv: Conversation, tpl: ChatTemplate, full: str) -> list[tuple[int, int]]:
     """Character spans [start, end) of each assistant turn in `full`, end token included."""
-    spans, cursor = [], 0
+    spans = []
     msgs = conv.messages
     for i, m in enumerate(msgs):
         if m["role"] != "assistant":
@@ -44,12 +45,8 @@ def assistant_spans(conv: Conversation, tpl: ChatTemplate, full: str) -> list[tu
         upto = tpl.render(msgs[: i + 1], tools=conv.tools)
         if full.startswith(prefix) and full.startswith(upto) and len(upto) > len(prefix):
             start, end = len(prefix), len(upto)
-        else:  # a template that rewrites earlier turns: find this turn's text after the cursor
-            content = (m.get("content") or "").strip()
-            start = full.find(content, cursor) if content else -1
-            if start < 0:
-                raise RowError(f"cannot locate assistant turn {i + 1} in the rendered template")
-            end = start + len(content)
+        else:  # a template that rewrites earlier turns (tools before the last user turn, dropped reasoning ...)
+            start, end = _diff_span(msgs, i, tpl, conv.tools, full)
             rest = full[end:]
             if rest.lstrip(" ").startswith(tpl.turn_end):
                 end += rest.index(tpl.turn_end) + len(tpl.turn_end)
@@ -60,8 +57,24 @@ def assistant_spans(conv: Conversation, tpl: ChatTemplate, full: str) -> list[tu
         elif not tpl.turn_end_in_template:  # EOS goes right after the answer, before the template's whitespace
             end = start + len(full[start:end].rstrip())
         spans.append((start, end))
-        cursor = end
     return spans
+
+
+def _diff_span(msgs: list[dict], i: int, tpl: ChatTemplate, tools, full: str) -> tuple[int, int]:
+    """Where assistant turn i is in `full`: render the conversation with that turn replaced by a
+    probe text; the characters that differ from `full` are the turn's (its text or its tool calls,
+    with whatever the template writes around them)."""
+    other = tpl.render([*msgs[:i], {"role": "assistant", "content": PROBE}, *msgs[i + 1:]], tools=tools)
+    limit = min(len(full), len(other))
+    start = 0
+    while start < limit and full[start] == other[start]:
+        start += 1
+    tail = 0
+    while tail < limit - start and full[-1 - tail] == other[-1 - tail]:
+        tail += 1
+    if PROBE not in other or len(full) - tail <= start:
+        raise RowError(f"cannot locate assistant turn {i + 1} in the rendered template")
+    return start, len(full) - tail
 
 
 def encode_conversation(
@@ -72,6 +85,7 @@ def encode_conversation(
     mask_history: bool = False,
 ) -> Encoded:
     tok = tpl.tokenizer
+    conv = Conversation(with_call_ids(conv.messages), conv.tools, conv.where)  # ids fixed before any render
     full = tpl.render(conv.messages, tools=conv.tools)
     spans = assistant_spans(conv, tpl, full)
     if mask_history:

@@ -27,4 +27,5 @@ class RunContext:
 
     def format_options(self) -> FormatOptions:
         data = self.config.data
-        return FormatOptions(system=data.system, placeholders=dict(getattr(data, "placeholders", None) or {}))
+        return FormatOptions(system=data.system, placeholders=dict(getattr(data, "placeholders", None) or {}),
+                             dataset_dir=getattr(data, "dataset_dir", "data"))

@@ -15,6 +15,7 @@ class FormatOptions:
     system: str | None = None  # default system prompt for rows without one
     placeholders: dict[str, str] = field(default_factory=dict)  # {{name}} → value
     columns: dict[str, str] = field(default_factory=dict)  # our field name → the row's field name
+    dataset_dir: str = "data"  # folder of a LLaMA-Factory dataset_info.json, for lf:NAME sources
 
 
 class Format:

@@ -1,36 +1,53 @@
-"""OpenAI messages: {"messages": [{"role", "content", "tool_calls"?}], "tools"?}."""
+"""OpenAI messages: {"messages": [{"role", "content", "tool_calls"?, "tool_call_id"?}], "tools"?}.
+Content may be a string or a list of text parts; the legacy `function_call` / role `function`
+of OpenAI's older API are read as a tool call and a tool result."""
 
 from __future__ import annotations
 
-from danlu.data.formats.base import Format, FormatOptions, finish_messages, parse_json_field
+from danlu.data.formats.base import Format, FormatOptions, finish_messages
 from danlu.data.formats.registry import register_format
 from danlu.data.sample import Conversation, RowError
+from danlu.data.tools import normalise_tool_calls, normalise_tools
+
+__all__ = ["Messages", "normalise_tool_calls", "parse_messages"]
+LEGACY_ROLES = {"function": "tool"}
 
 
-def normalise_tool_calls(calls) -> list[dict]:
-    """OpenAI tool calls with `arguments` as a JSON string or object → arguments as an object."""
-    out = []
-    for call in calls or []:
-        fn = call.get("function", call) if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise RowError("a tool call needs a function name")
-        args = parse_json_field(fn.get("arguments", {}), f"arguments of tool call {fn['name']!r}")
-        out.append({"type": "function", "function": {"name": fn["name"], "arguments": args or {}}})
-    return out
+def _content(value, where: str) -> str:
+    """A string, None, or OpenAI content parts [{"type": "text", "text": ...}] → a string."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            else:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise RowError(f"{where}: content part of type {kind!r} is not text (danlu trains text models)")
+        return "".join(texts)
+    raise RowError(f"{where}: content must be a string, got {type(value).__name__}")
 
 
 def parse_messages(raw, key: str = "messages") -> list[dict]:
+    if raw is None:
+        raise RowError(f"missing field {key!r}")
     if not isinstance(raw, list):
         raise RowError(f"field {key!r} must be a list of messages")
     messages = []
     for i, m in enumerate(raw):
         if not isinstance(m, dict) or "role" not in m:
             raise RowError(f"{key}[{i}] must be an object with 'role' and 'content'")
-        msg = {"role": m["role"], "content": m.get("content") if m.get("content") is not None else ""}
-        if m.get("tool_calls"):
-            msg["tool_calls"] = normalise_tool_calls(m["tool_calls"])
-        if m.get("name"):
-            msg["name"] = m["name"]
+        role = LEGACY_ROLES.get(m["role"], m["role"])
+        msg = {"role": role, "content": _content(m.get("content"), f"{key}[{i}]")}
+        calls = m.get("tool_calls") or ([m["function_call"]] if m.get("function_call") else None)
+        if calls:
+            msg["tool_calls"] = normalise_tool_calls(calls, f"{key}[{i}] tool_calls")
+        for extra in ("name", "tool_call_id"):
+            if isinstance(m.get(extra), str) and m[extra]:
+                msg[extra] = m[extra]
         messages.append(msg)
     return messages
 
@@ -42,5 +59,5 @@ class Messages(Format):
     priority = 30
 
     def convert(self, row, opts: FormatOptions) -> Conversation:
-        tools = parse_json_field(row.get("tools"), "field 'tools'")
-        return Conversation(finish_messages(parse_messages(row["messages"]), opts), tools=tools or None)
+        tools = normalise_tools(row.get("tools"))
+        return Conversation(finish_messages(parse_messages(row.get("messages")), opts), tools=tools)

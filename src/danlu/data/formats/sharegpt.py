@@ -1,11 +1,13 @@
 """sharegpt: {"conversations": [{"from": human|gpt|system|function_call|observation, "value"}],
-"system"?, "tools"?} — LLaMA-Factory's layout, tool calls included."""
+"system"?, "tools"?} — LLaMA-Factory's layout, tool calls included: a `function_call` turn holds
+{"name", "arguments"} (or a list of them) as JSON, an `observation` turn the tool's result."""
 
 from __future__ import annotations
 
-from danlu.data.formats.base import Format, FormatOptions, finish_messages, parse_json_field
+from danlu.data.formats.base import Format, FormatOptions, finish_messages
 from danlu.data.formats.registry import register_format
 from danlu.data.sample import Conversation, RowError
+from danlu.data.tools import normalise_tool_calls, normalise_tools
 
 ROLES = {
     "human": "user",
@@ -23,7 +25,14 @@ ROLES = {
 }
 
 
+def tool_call_message(value, where: str) -> dict:
+    """A function-call turn's JSON text → an assistant message with tool_calls."""
+    return {"role": "assistant", "content": "", "tool_calls": normalise_tool_calls(value, f"{where} function call")}
+
+
 def sharegpt_messages(turns, role_key="from", content_key="value") -> list[dict]:
+    if turns is None:
+        raise RowError("missing field 'conversations'")
     if not isinstance(turns, list):
         raise RowError("field 'conversations' must be a list of turns")
     messages: list[dict] = []
@@ -37,15 +46,7 @@ def sharegpt_messages(turns, role_key="from", content_key="value") -> list[dict]
         if value is not None and not isinstance(value, str):
             raise RowError(f"conversations[{i}]: {content_key!r} must be a string")
         if role == "function_call":
-            call = parse_json_field(value, f"conversations[{i}] function call")
-            calls = call if isinstance(call, list) else [call]
-            tool_calls = []
-            for c in calls:
-                if not isinstance(c, dict) or "name" not in c:
-                    raise RowError(f"conversations[{i}]: a function call needs a 'name'")
-                args = parse_json_field(c.get("arguments", {}), "function call arguments")
-                tool_calls.append({"type": "function", "function": {"name": c["name"], "arguments": args or {}}})
-            messages.append({"role": "assistant", "content": "", "tool_calls": tool_calls})
+            messages.append(tool_call_message(value, f"conversations[{i}]"))
         else:
             messages.append({"role": role, "content": value or ""})
     return messages
@@ -58,9 +59,8 @@ class ShareGPT(Format):
     priority = 30
 
     def convert(self, row, opts: FormatOptions) -> Conversation:
-        messages = sharegpt_messages(row["conversations"])
+        messages = sharegpt_messages(row.get("conversations"))
         system = row.get("system")
         if isinstance(system, str) and system.strip() and not (messages and messages[0]["role"] == "system"):
             messages.insert(0, {"role": "system", "content": system})
-        tools = parse_json_field(row.get("tools"), "field 'tools'")
-        return Conversation(finish_messages(messages, opts), tools=tools or None)
+        return Conversation(finish_messages(messages, opts), tools=normalise_tools(row.get("tools")))
