@@ -68,6 +68,19 @@ def test_artefact_reloads_with_identical_logits(tmp_path, qa_file):
         assert not torch.allclose(base.model(ids).logits, la), "the adapter changed nothing"
     res = run_cli("chat", str(tmp_path / "run"), "--prompt", "What is FlowDesk?", "--max-new-tokens", "8")
     assert res.returncode == 0 and res.stdout.strip(), res.stderr[-2000:]
+    # interactive: two turns on stdin, then an empty line ends the session
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    chat = subprocess.run([sys.executable, "-m", "danlu", "chat", str(tmp_path / "run"), "--max-new-tokens", "6"],
+                          input="What is FlowDesk?\n/reset\n流云工单是什么？\n\n", capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert chat.stdout.count("bot> ") == 2 and chat.stdout.count("you> ") == 4
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, qa_file):
