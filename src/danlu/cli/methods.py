@@ -10,13 +10,15 @@ def register(app: typer.Typer) -> None:
 
 
 def methods(
-    model: str = typer.Option(None, "--model", "-m", help="Count trainable parameters on this model."),
+    model: str = typer.Option(None, "--model", "-m", help="Count trainable parameters on this model (e.g. builtin:small)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     import json
+    import logging
 
     from danlu.methods.table import methods_table
 
+    logging.getLogger("transformers").setLevel(logging.ERROR)
     rows = methods_table(model)
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -25,12 +27,15 @@ def methods(
     from rich.table import Table
 
     table = Table(title=f"danlu methods{f' on {model}' if model else ''}")
-    cols = ["method", "aliases", "trains", "trainable", "percent", "merge", "inference cost", "memory"]
+    cols = ["method", "trains", *(["trainable", "%"] if model else []), "merge", "inference cost", "memory"]
     for c in cols:
-        table.add_column(c)
+        table.add_column(c, justify="right" if c in ("trainable", "%") else "left")
     for r in rows:
-        table.add_row(r["method"], ", ".join(r["aliases"]), r["trains"],
-                      f"{r['trainable_params']:,}" if r.get("trainable_params") is not None else r.get("error", "-"),
-                      f"{r['trainable_percent']:.4f}%" if r.get("trainable_percent") is not None else "-",
-                      "yes" if r["can_merge"] else "no", r["inference_cost"], r["memory_class"])
-    Console().print(table)
+        name = r["method"] + (f" ({r['is']})" if r["is"] else "")
+        counts = []
+        if model:
+            counts = ([f"{r['trainable_params']:,}", f"{r['trainable_percent']:.3f}"] if "trainable_params" in r
+                      else [r.get("error", "-"), "-"])
+        merge = "yes" if r["can_merge"] else ("n/a (saves the model)" if r["artefact"] == "model" else "no")
+        table.add_row(name, r["trains"], *counts, merge, r["inference_cost"], r["memory_class"])
+    Console(width=200).print(table)

@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import model_validator
+
 from danlu.config.base import StrictModel
 
 if TYPE_CHECKING:
+    import torch
     import torch.nn as nn
 
 
@@ -21,15 +24,41 @@ class MethodContext:
     task: str = "causal_lm"  # causal_lm | seq_cls | token_cls
     seed: int = 42
     model_type: str = ""
+    total_steps: int | None = None  # optimizer steps of the run (AdaLoRA's rank schedule needs it)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# why an option of one method makes no sense under another (shown with the error)
+FOREIGN_OPTION_REASONS = {
+    "quantize": "an optimizer cannot update 4/8-bit weights, so only a method that keeps the base frozen "
+                "and trains added weights can use a quantised base: lora (or its shorthand qlora)",
+}
 
 
 class Method(StrictModel):
     name: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _option_of_another_method(cls, data):
+        """`method: {name: full, quantize: nf4}`: say whose option it is and why, not just 'unknown key'."""
+        if not isinstance(data, dict):
+            return data
+        from danlu.methods.registry import METHODS
+
+        mine = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+        for key in data:
+            owners = [n for n, c in METHODS if key not in mine and key in c.model_fields]
+            if owners:
+                why = FOREIGN_OPTION_REASONS.get(key, "")
+                raise invalid(f"'{key}' is an option of {', '.join(owners)}, not of {data.get('name')}"
+                              + (f": {why}" if why else ""))
+        return data
+
     # For `danlu methods` and the docs (class-level facts, not options).
     trains: ClassVar[str] = ""
     can_merge: ClassVar[bool] = False
+    merge_note: ClassVar[str] = ""  # why it cannot merge (shown when a merge is asked of it)
     inference_cost: ClassVar[str] = "none"
     memory_class: ClassVar[str] = "high"
     artefact: ClassVar[str] = "adapter"  # adapter/ (small) or model/ (full weights)
@@ -57,6 +86,14 @@ class Method(StrictModel):
         """Parameter groups when the method needs its own (LoRA+); None = one group."""
         return None
 
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        """A regulariser added once per optimizer step to the training loss (AdaLoRA's
+        orthogonality penalty); None = nothing."""
+        return None
+
+    def check_resume(self) -> None:
+        """Raise a UserError when a run of this method cannot continue from a checkpoint."""
+
     def save_final(self, trainer, out_dir: Path) -> None:
         """Write the final artefact (adapter/ or model/); the Trainer gathers sharded weights."""
         trainer.save_model(str(out_dir))
@@ -76,11 +113,35 @@ class Method(StrictModel):
         """Put a saved artefact onto a freshly loaded base model (for chat, eval, export)."""
         raise NotImplementedError
 
-    def merge(self, model: nn.Module) -> nn.Module:
-        """Fold the trained parameters into the base and return a plain transformers model."""
+    def require_mergeable(self) -> None:
+        """Raise a UserError saying why, when this method's result cannot be folded into the base."""
         from danlu.errors import UserError
 
-        raise UserError(f"method {self.name!r} cannot be merged into the base model")
+        if self.can_merge:
+            return
+        if self.artefact == "model":
+            raise UserError(f"method {self.name!r} already saves the whole model (model/); there is nothing to merge",
+                            hint="load or export the run's model/ directory directly")
+        raise UserError(f"method {self.name!r} cannot be merged into the base model: {self.merge_note}",
+                        hint="serve the adapter on its base model, or train with a mergeable method "
+                             "(lora, ia3, adalora, bitfit)")
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """Fold the trained parameters into the base and return a plain transformers model."""
+        self.require_mergeable()
+        raise NotImplementedError
+
+    def facts(self) -> dict[str, Any]:
+        """The row of `danlu methods` for these options (a variant may say more than its class)."""
+        return {"trains": self.trains, "can_merge": self.can_merge, "inference_cost": self.inference_cost,
+                "memory_class": self.memory_class, "artefact": self.artefact}
+
+
+def invalid(reason: str):
+    """A validation error whose message is just `reason` (pydantic would prefix 'Value error, ')."""
+    from pydantic_core import PydanticCustomError
+
+    return PydanticCustomError("invalid_method_options", "{reason}", {"reason": reason})
 
 
 def freeze_all(model: nn.Module) -> None:
@@ -88,13 +149,19 @@ def freeze_all(model: nn.Module) -> None:
         p.requires_grad_(False)
 
 
+def logical_numel(p) -> int:
+    """Values a parameter holds: a bitsandbytes 4-bit weight packs two values per byte of its
+    storage (whatever the storage dtype: uint8, or the compute dtype for FSDP)."""
+    if getattr(p, "quant_state", None) is not None or p.__class__.__name__ == "Params4bit":
+        return p.numel() * p.element_size() * 2
+    return p.numel()
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameters; 4-bit packed weights count as their logical size."""
     trainable = total = 0
     for p in model.parameters():
-        n = p.numel()
-        if getattr(p, "quant_state", None) is not None or p.__class__.__name__ == "Params4bit":
-            n = n * 2  # two 4-bit values per stored byte
+        n = logical_numel(p)
         total += n
         if p.requires_grad:
             trainable += n

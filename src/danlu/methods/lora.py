@@ -4,15 +4,20 @@ LoRA+ (a larger learning rate for B), and QLoRA (a 4/8-bit frozen base, bitsandb
 
 from __future__ import annotations
 
+import logging
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from danlu.errors import ConfigError
-from danlu.methods.base import Method, MethodContext
+from danlu.methods.base import MethodContext, invalid
+from danlu.methods.peft_base import PEFT_TASK, PeftMethod
 from danlu.methods.registry import register_method
 
+log = logging.getLogger(__name__)
 SHORTHANDS = {
     "qlora": {"quantize": "nf4"},
     "dora": {"use_dora": True},
@@ -20,11 +25,12 @@ SHORTHANDS = {
     "rslora": {"use_rslora": True},
     "pissa": {"init": "pissa"},
 }
-PEFT_TASK = {"causal_lm": "CAUSAL_LM", "seq_cls": "SEQ_CLS", "token_cls": "TOKEN_CLS"}
+MUTATING_INITS = ("pissa", "olora")  # these subtract the initial B·A from the base weights
+CLASSIFIER_HEADS = ["classifier", "score"]
 
 
 @register_method("lora", aliases=tuple(SHORTHANDS))
-class Lora(Method):
+class Lora(PeftMethod):
     name: Literal["lora", "qlora", "dora", "lora_plus", "rslora", "pissa"] = "lora"
     r: int | Literal["auto"] = Field(16, description="Rank of the update B·A (8–16 typical; 64–128 for math/code).")
     alpha: float | None = Field(
@@ -49,13 +55,16 @@ class Lora(Method):
     trains = "low-rank A·B on target modules"
     can_merge = True
     inference_cost = "none after merge; small extra matmul unmerged"
-    memory_class = "low (QLoRA: lowest)"
+    memory_class = "low"
     artefact = "adapter"
+
+    _initial_dir: Path | None = PrivateAttr(None)  # PiSSA/OLoRA: the adapter before training
 
     @model_validator(mode="before")
     @classmethod
     def _expand_shorthand(cls, data):
         if isinstance(data, dict) and data.get("name") in SHORTHANDS:
+            data = dict(data)
             for key, value in SHORTHANDS[data["name"]].items():
                 data.setdefault(key, value)
             data["name"] = "lora"
@@ -63,8 +72,9 @@ class Lora(Method):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.quantize and self.init in ("pissa", "olora"):
-            raise ValueError(f"init {self.init!r} needs full-precision base weights; it cannot be used with quantize")
+        if self.quantize and self.init in MUTATING_INITS:
+            raise invalid(f"init {self.init!r} rewrites the base weights (W - B·A), which a quantised base "
+                          "cannot hold; drop quantize, or use init: default")
         return self
 
     @property
@@ -74,6 +84,17 @@ class Lora(Method):
     @property
     def lora_alpha(self) -> float:
         return float(self.alpha) if self.alpha is not None else 2.0 * self.rank
+
+    def facts(self):
+        facts = super().facts()
+        if self.quantize:
+            bits = "8-bit" if self.quantize == "int8" else f"4-bit {self.quantize}"
+            facts.update(trains=f"low-rank A·B on a {bits} frozen base", memory_class="lowest",
+                         inference_cost="dequantise per matmul unless merged into a full-precision base")
+        elif self.use_dora:
+            facts.update(trains="low-rank direction A·B + a magnitude per output",
+                         inference_cost="none after merge; a weight norm per forward unmerged")
+        return facts
 
     def check(self, run_config) -> None:
         if self.quantize:
@@ -103,7 +124,7 @@ class Lora(Method):
             )
         }
 
-    def peft_config(self, ctx: MethodContext):
+    def peft_config(self, ctx: MethodContext, model):
         from peft import LoraConfig
 
         init = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}[self.init]
@@ -117,14 +138,43 @@ class Lora(Method):
             use_rslora=self.use_rslora,
             init_lora_weights=init,
             task_type=PEFT_TASK[ctx.task],
+            # a classification head is trained whole (modules_to_save), never LoRA-wrapped; PEFT
+            # leaves it out of all-linear for SEQ_CLS only, and then fails on TOKEN_CLS heads
+            exclude_modules=CLASSIFIER_HEADS if ctx.task != "causal_lm" else None,
         )
 
     def apply(self, model, ctx: MethodContext):
-        from peft import get_peft_model, prepare_model_for_kbit_training
+        from peft import prepare_model_for_kbit_training
 
         if self.quantize:
             model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        return get_peft_model(model, self.peft_config(ctx))
+        if self.quantize == "int8":  # bitsandbytes warns at every 8-bit matmul on CPU; say it once
+            logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+            log.info("int8 base: bitsandbytes casts activations to fp16 for each 8-bit matmul")
+        model = super().apply(model, ctx)
+        if self.init in MUTATING_INITS:
+            self._save_initial(model)
+        return model
+
+    def _save_initial(self, model) -> None:
+        """PiSSA/OLoRA move the top singular directions out of W into B·A. Keep the adapter as
+        it was before training, so the final one can be saved as a plain LoRA (rank 2r) that
+        applies to the original base (PEFT's path_initial_model_for_weight_conversion)."""
+        self._initial_dir = Path(tempfile.mkdtemp(prefix="danlu-lora-init-"))
+        config = model.peft_config["default"]
+        mutating, config.init_lora_weights = config.init_lora_weights, True  # do not re-run the SVD on load
+        try:
+            model.save_pretrained(str(self._initial_dir / "initial"))
+        finally:
+            config.init_lora_weights = mutating
+
+    def save_final(self, trainer, out_dir: Path) -> None:
+        if self._initial_dir is None:
+            return super().save_final(trainer, out_dir)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if trainer.args.should_save:
+            model.save_pretrained(str(out_dir), path_initial_model_for_weight_conversion=str(self._initial_dir / "initial"))
+            shutil.rmtree(self._initial_dir, ignore_errors=True)
 
     def optimizer_groups(self, model, learning_rate, weight_decay):
         if not self.lora_plus_ratio:
@@ -138,10 +188,71 @@ class Lora(Method):
             {"params": b_params, "lr": learning_rate * self.lora_plus_ratio, "weight_decay": weight_decay},
         ]
 
-    def load_trained(self, base_model, artefact_dir: Path):
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(base_model, str(artefact_dir), is_trainable=False)
-
     def merge(self, model):
-        return model.merge_and_unload()
+        if not self.quantize:
+            return model.merge_and_unload()
+        return merge_into_dequantized(model)
+
+
+def merge_into_dequantized(model):
+    """QLoRA merge: folding B·A into 4-bit weights would round it away, so the base is first
+    dequantised to full precision (the exact weights the adapter trained against), then the
+    adapter is put back and merged. Returns a plain, unquantised transformers model."""
+    import copy
+
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    config = copy.deepcopy(model.peft_config["default"])
+    state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    base = model.unload().dequantize()  # bnb layers → nn.Linear; quantization_config removed
+    plain = get_peft_model(base, config)
+    unplaced = set_peft_model_state_dict(plain, state).unexpected_keys
+    if unplaced:
+        raise RuntimeError(f"adapter weights not placed after dequantising: {unplaced[:3]}")
+    return plain.merge_and_unload()
+
+
+def base_weight_bytes(model) -> dict[str, int]:
+    """Bytes the linear weights of the base's blocks take in memory (packed 4/8-bit values
+    plus their quantisation constants) against the same weights in fp32 and in bf16. The
+    output head (tied to the embeddings here) is never quantised and is left out."""
+    import torch.nn as nn
+
+    from danlu.methods.base import logical_numel
+
+    head = model.get_output_embeddings()
+    packed = constants = logical = 0
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if weight is None or "lora_" in name or module is head or hasattr(module, "base_layer"):
+            continue  # (a PEFT wrapper's base_layer is visited on its own)
+        if not (isinstance(module, nn.Linear) or "Linear" in type(module).__name__):
+            continue
+        logical += logical_numel(weight)
+        packed += _tensor_bytes(weight, seen)
+        state = getattr(weight, "quant_state", None)
+        if state is not None:
+            constants += _quant_state_bytes(state, seen)
+        scb = getattr(weight, "SCB", None)  # int8: one fp32 scale per row
+        if scb is not None:
+            constants += _tensor_bytes(scb, seen)
+    return {"linear_weight_bytes": packed + constants, "packed_weight_bytes": packed, "fp32_bytes": 4 * logical,
+            "bf16_bytes": 2 * logical, "values": logical}
+
+
+def _tensor_bytes(t, seen: set[int]) -> int:
+    if t is None or t.data_ptr() in seen:
+        return 0
+    seen.add(t.data_ptr())
+    return t.numel() * t.element_size()
+
+
+def _quant_state_bytes(state, seen: set[int]) -> int:
+    """absmax per 64-value block (itself 8-bit with double quantisation), the 16-entry code, nested state."""
+    import torch
+
+    total = sum(_tensor_bytes(getattr(state, a, None), seen) for a in ("absmax", "code", "offset")
+                if isinstance(getattr(state, a, None), torch.Tensor))
+    nested = getattr(state, "state2", None)
+    return total + (_quant_state_bytes(nested, seen) if nested is not None else 0)

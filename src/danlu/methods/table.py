@@ -1,31 +1,55 @@
-"""The rows of `danlu methods`: class facts, plus trainable parameters when a model is given."""
+"""The rows of `danlu methods`: what each method (and each LoRA shorthand) trains, whether it
+merges, what it costs at inference, its memory class, and, given a model, its trainable
+parameters on that model (the method applied for real to a freshly loaded copy)."""
 
 from __future__ import annotations
 
+from danlu.errors import UserError
+
+
+# from most to fewest trained weights; methods not listed here follow in registry order
+ORDER = ["full", "freeze", "lora", "adalora", "adapter", "p_tuning", "prefix", "prompt", "bitfit", "ia3"]
+
+
+def method_variants() -> list[tuple[str, object]]:
+    """(name as written in a config, its options with defaults): each method, then its shorthands."""
+    from danlu.methods.registry import METHODS
+
+    names = sorted(METHODS.names(), key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+    out = []
+    for name in names:
+        cls = METHODS.get(name)
+        for label in (name, *METHODS.aliases_of(name)):
+            out.append((label, cls.model_validate({"name": label})))
+    return out
+
 
 def methods_table(model: str | None = None) -> list[dict]:
-    from danlu.methods.base import MethodContext, count_parameters
     from danlu.methods.registry import METHODS
 
     rows = []
-    for name, cls in METHODS:
-        row = {"method": name, "aliases": METHODS.aliases_of(name), "trains": cls.trains,
-               "can_merge": cls.can_merge, "inference_cost": cls.inference_cost, "memory_class": cls.memory_class}
+    for label, method in method_variants():
+        canonical = METHODS.canonical(label)
+        row = {"method": label, "is": canonical if canonical != label else None, **method.facts()}
         if model:
-            try:
-                m = _fresh(model)
-                method = cls(name=name)
-                m = method.apply(m, MethodContext())
-                trainable, total = count_parameters(m)
-                row.update(trainable_params=trainable, total_params=total,
-                           trainable_percent=100.0 * trainable / max(total, 1))
-            except Exception as exc:  # noqa: BLE001 — a method that does not fit this model says why
-                row["error"] = str(exc).splitlines()[0][:60]
+            row.update(trainable_on(model, method))
         rows.append(row)
     return rows
 
 
-def _fresh(model: str):
+def trainable_on(model_name: str, method) -> dict:
+    """Trainable / total parameters of `method` applied to a fresh `model_name`; or why it does not fit."""
+    import torch
+
+    from danlu.methods.base import MethodContext, count_parameters
     from danlu.models.load import load_model
 
-    return load_model(model)
+    try:
+        model = load_model(model_name, dtype=torch.float32, **method.load_kwargs())
+        torch.manual_seed(0)
+        model = method.apply(model, MethodContext(model_type=getattr(model.config, "model_type", ""),
+                                                  total_steps=1000))
+    except UserError as exc:
+        return {"error": str(exc).splitlines()[0]}
+    trainable, total = count_parameters(model)
+    return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100.0 * trainable / max(total, 1)}

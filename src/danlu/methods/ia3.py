@@ -1,0 +1,37 @@
+"""IA³ (PEFT): learned vectors that rescale the keys, values and the feed-forward activations
+(l_k, l_v, l_ff), initialised to ones. The fewest trainable parameters of any method here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from danlu.methods.base import MethodContext
+from danlu.methods.peft_base import PEFT_TASK, PeftMethod
+from danlu.methods.registry import register_method
+
+
+@register_method("ia3")
+class IA3(PeftMethod):
+    name: Literal["ia3"] = "ia3"
+    target_modules: list[str] | None = Field(
+        None, description="Modules whose output (or input, for feed-forward ones) is rescaled; default per architecture "
+                          "(k_proj, v_proj, down_proj on Llama/Qwen).")
+    feedforward_modules: list[str] | None = Field(
+        None, description="Which of target_modules are feed-forward (their input is scaled); default per architecture.")
+
+    trains = "one scaling vector per key, value and feed-forward layer"
+    can_merge = True
+    inference_cost = "none after merge; an elementwise scale unmerged"
+    memory_class = "lowest"
+
+    def peft_config(self, ctx: MethodContext, model):
+        from peft import IA3Config
+
+        return IA3Config(target_modules=self.target_modules, feedforward_modules=self.feedforward_modules,
+                         task_type=PEFT_TASK[ctx.task])
+
+    def auto_learning_rate(self, n_params: int) -> float:
+        """IA³ vectors start at 1 and need a larger step than LoRA (the paper uses 3e-3)."""
+        return 1e-2 if n_params < 100e6 else 3e-3

@@ -1,0 +1,29 @@
+"""Prefix tuning (PEFT): learned key/value vectors prepended in the attention of every layer
+(optionally produced by an MLP during training, `prefix_projection`). The prefix lives in the
+attention cache, so the logits line up with the input: logits_to_keep still works."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from danlu.methods.base import MethodContext
+from danlu.methods.peft_base import PEFT_TASK, VirtualTokenMethod
+from danlu.methods.registry import register_method
+
+
+@register_method("prefix")
+class Prefix(VirtualTokenMethod):
+    name: Literal["prefix"] = "prefix"
+    prefix_projection: bool = Field(False, description="Reparameterise the prefix through an MLP while training.")
+    encoder_hidden_size: int | None = Field(None, ge=1, description="Hidden size of that MLP (default: model width).")
+
+    trains = "key/value vectors for virtual tokens in every layer"
+
+    def peft_config(self, ctx: MethodContext, model):
+        from peft import PrefixTuningConfig
+
+        kwargs = {"encoder_hidden_size": self.encoder_hidden_size} if self.encoder_hidden_size else {}
+        return PrefixTuningConfig(num_virtual_tokens=self.num_virtual_tokens, prefix_projection=self.prefix_projection,
+                                  task_type=PEFT_TASK[ctx.task], **kwargs)
