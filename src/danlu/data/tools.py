@@ -31,7 +31,8 @@ TOOLS_PREAMBLE = (
 )
 
 
-def _json_value(value, what: str):
+def parse_json_field(value, what: str):
+    """A field that may hold JSON as text: the parsed value, None for blank text, other values as they are."""
     if isinstance(value, str):
         if not value.strip():
             return None
@@ -45,7 +46,7 @@ def _json_value(value, what: str):
 def normalise_tools(value, what: str = "field 'tools'") -> list[dict] | None:
     """Tool definitions (a JSON string, a list, or one tool; OpenAI-wrapped or bare functions as
     LLaMA-Factory's glaive data has them) → OpenAI tools, or None when there are none."""
-    value = _json_value(value, what)
+    value = parse_json_field(value, what)
     if value in (None, [], {}):
         return None
     items = [value] if isinstance(value, dict) else value
@@ -64,7 +65,7 @@ def normalise_tool_calls(calls, what: str = "tool_calls") -> list[dict]:
     """Tool calls ({"function": {...}} or bare {"name", "arguments"}; arguments an object or a
     JSON string, or legacy "parameters") → [{"type": "function", "function": {name, arguments: dict}}]
     (plus the call's "id" when it has one)."""
-    calls = _json_value(calls, what)
+    calls = parse_json_field(calls, what)
     if isinstance(calls, dict):
         calls = [calls]
     if not isinstance(calls, list) or not calls:
@@ -75,7 +76,7 @@ def normalise_tool_calls(calls, what: str = "tool_calls") -> list[dict]:
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
             raise RowError(f"{what}: a tool call needs a function name")
         raw = fn.get("arguments", fn.get("parameters", {}))
-        args = _json_value(raw, f"arguments of tool call {fn['name']!r}")
+        args = parse_json_field(raw, f"arguments of tool call {fn['name']!r}")
         if args is None:
             args = {}
         if not isinstance(args, dict):

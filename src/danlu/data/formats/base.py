@@ -3,11 +3,11 @@ Shared checks on conversations live here (role order, empty turns)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from danlu.data.sample import RowError
+from danlu.data.tools import parse_json_field  # noqa: F401  (formats import it from here)
 
 
 @dataclass
@@ -52,17 +52,6 @@ def fill_placeholders(text: str, placeholders: dict[str, str]) -> str:
     for key, value in placeholders.items():
         text = text.replace("{{" + key + "}}", value)
     return text
-
-
-def parse_json_field(value, what: str):
-    if isinstance(value, str):
-        if not value.strip():
-            return None
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise RowError(f"{what} is not valid JSON: {exc.msg}") from None
-    return value
 
 
 def finish_messages(messages: list[dict], opts: FormatOptions, *, require_assistant_last: bool = True) -> list[dict]:
