@@ -35,3 +35,8 @@ class Stage(StrictModel):
     def build_trainer(self, ctx: RunContext, train_dataset, eval_dataset):
         """A transformers Trainer (or subclass) with danlu's checkpointing mixed in."""
         raise NotImplementedError
+
+    def after_training(self, ctx: RunContext, trainer) -> dict:
+        """Final figures on held-out data (accuracy, reward margins ...), written to run_info.json;
+        also the place to tidy the model before the artefact is saved."""
+        return {}
