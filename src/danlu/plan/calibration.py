@@ -1,0 +1,45 @@
+"""The planner's measured constants (calibration.yaml): the CPU process's fixed memory, the
+efficiency (MFU) of a training step per device, CUDA context and fragmentation margins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+FILE = Path(__file__).with_name("calibration.yaml")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    cpu_runtime_bytes: float
+    cpu_bytes_per_dataset_token: float
+    cpu_efficiency: float
+    cpu_fp32_gflops: float
+    cuda_runtime_bytes: float
+    cuda_context_bytes: float
+    cuda_fragmentation: float
+    cuda_efficiency: dict
+    cpu_source: str = ""
+    cuda_source: str = ""
+
+    def efficiency(self, device: str, kind: str) -> float:
+        """MFU for a device and a method kind (full | adapter | quantised)."""
+        if device == "cpu":
+            return self.cpu_efficiency
+        return float(self.cuda_efficiency.get(kind, self.cuda_efficiency.get("adapter", 0.3)))
+
+
+@lru_cache(maxsize=1)
+def calibration() -> Calibration:
+    data = yaml.safe_load(FILE.read_text(encoding="utf-8"))
+    cpu, cuda = data["cpu"], data["cuda"]
+    return Calibration(
+        cpu_runtime_bytes=float(cpu["runtime_bytes"]), cpu_bytes_per_dataset_token=float(cpu["bytes_per_dataset_token"]),
+        cpu_efficiency=float(cpu["efficiency"]), cpu_fp32_gflops=float(cpu["fp32_gflops"]), cuda_runtime_bytes=float(cuda["runtime_bytes"]),
+        cuda_context_bytes=float(cuda["context_bytes"]), cuda_fragmentation=float(cuda["fragmentation"]),
+        cuda_efficiency=dict(cuda["efficiency"]), cpu_source=str(cpu.get("source", "")),
+        cuda_source=str(cuda.get("source", "")),
+    )

@@ -1,0 +1,306 @@
+"""Peak memory of a training run, term by term, on one device.
+
+Terms (bytes on one device):
+  weights       frozen base (bf16 on GPU, fp32 on CPU, 4/8-bit packed for QLoRA) + trainable
+                parameters (fp32 master copies)
+  gradients     one per trainable parameter, in its dtype
+  optimizer     AdamW 2 × fp32; 8-bit AdamW (plain or paged) ~2 B; SGD none
+  autocast      bf16 copies of trainable weights kept for backward under autocast
+  activations   what autograd saves (activations.py), all blocks or, with gradient
+                checkpointing, each block's input plus one block recomputed
+  logits        vocabulary logits at label positions only (danlu's loss) and cross-entropy's
+                buffers: 12 B per logit in fp32, 14 B under bf16 autocast (chunked: per chunk)
+  stage         reference / teacher / reward / value models, generation KV cache
+  runtime       CPU: the Python process with torch and transformers loaded (measured here);
+                GPU: cuBLAS workspaces (the CUDA context is outside the allocator)
+
+The peak is the largest of the moments of a step — end of forward, start of backward (logit
+gradients), optimizer step — each summing the tensors alive then. Under N GPUs the persistent
+terms are divided as DDP, FSDP or ZeRO-1/2/3 divide them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from danlu.plan.activations import Numerics, activation_bytes
+from danlu.plan.calibration import calibration
+from danlu.plan.stages import stage_shape
+
+GiB = 1024**3
+OPTIMIZER_BYTES = {"adamw": 8.0, "adamw_8bit": 2.03, "paged_adamw_8bit": 2.03, "sgd": 0.0, "adafactor": 0.0}
+DEEPSPEED_MASTER = 4.0  # ZeRO keeps an fp32 master copy of trainable weights in the optimizer partition
+
+
+@dataclass
+class Term:
+    key: str
+    bytes: float
+    detail: str
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "bytes": int(self.bytes), "gib": round(self.bytes / GiB, 3), "detail": self.detail}
+
+
+@dataclass
+class MemoryEstimate:
+    terms: list[Term]
+    peak_bytes: int
+    peak_phase: str
+    phases: dict[str, int]
+    device_need_bytes: int  # peak + CUDA context + allocator fragmentation (GPU); = peak on CPU
+    host_bytes: int = 0  # CPU memory for offloaded ZeRO states
+    notes: list[str] = field(default_factory=list)
+
+    def term(self, key: str) -> float:
+        return sum(t.bytes for t in self.terms if t.key == key)
+
+    def to_dict(self) -> dict:
+        return {"peak_bytes": self.peak_bytes, "peak_gib": round(self.peak_bytes / GiB, 3),
+                "peak_phase": self.peak_phase, "device_need_bytes": self.device_need_bytes,
+                "host_offload_bytes": self.host_bytes, "phases": self.phases,
+                "terms": [t.to_dict() for t in self.terms], "notes": self.notes}
+
+
+def gb(n: float) -> str:
+    return f"{n / GiB:.2f} GiB" if n >= 0.1 * GiB else f"{n / 2**20:.1f} MiB"
+
+
+def numerics(spec) -> Numerics:
+    """Bytes of activations and streams for this device and precision."""
+    shape, low = spec.shape, spec.precision in ("bf16", "fp16")
+    pure16 = spec.weight_dtype in ("bfloat16", "float16") or spec.strategy.startswith("zero")
+    if not low:
+        stream = 4
+    elif pure16:
+        stream = 2
+    elif shape.trains_base or spec.device == "cpu" or shape.quant_bits:
+        # fp32 embeddings: trained (full), CPU storage, or upcast by prepare_model_for_kbit_training
+        stream = 4
+    else:
+        stream = 2
+    return Numerics(device=spec.device, autocast=low and not pure16, stream=stream, act=2 if low else 4,
+                    mask=4 if spec.device == "cpu" else 1, attn=spec.attn,
+                    mask_4d=spec.attn != "flash_attention_2")
+
+
+# ---- persistent terms ----------------------------------------------------------------------------
+def _base_bytes_per_param(spec) -> float:
+    if spec.weight_dtype in ("bfloat16", "float16"):
+        return 2.0
+    if spec.weight_dtype == "float32" or spec.device == "cpu" or spec.precision == "fp32":
+        return 4.0
+    return 2.0
+
+
+def quantised_bytes(arch, bits: int, double_quant: bool) -> float:
+    """Block linear weights packed by bitsandbytes: NF4 = 0.5 B + one absmax per 64 weights
+    (8-bit with double quantisation, plus fp32 per 256 blocks); int8 = 1 B + fp32 scale per row."""
+    n = arch.linear_params
+    if bits == 4:
+        return n * (0.5 + (1 / 64 + 4 / (64 * 256) if double_quant else 4 / 64))
+    return n + 4 * arch.layers * sum(lin.d_out for lin in arch.block_linears())
+
+
+def weight_terms(spec) -> tuple[list[Term], float]:
+    """(terms, bytes of the model's own weights on one device before sharding)."""
+    arch, shape = spec.arch, spec.shape
+    n = arch.n_params
+    if shape.trains_base:
+        b = 2.0 if spec.weight_dtype in ("bfloat16", "float16") else 4.0
+        if spec.strategy.startswith("zero"):
+            b = 2.0
+        return [Term("weights", n * b, f"{n:,} params × {b:g} B (trained in place)")], n * b
+    base_b = 2.0 if spec.strategy.startswith("zero") else _base_bytes_per_param(spec)
+    if shape.quant_bits:
+        q = quantised_bytes(arch, shape.quant_bits, shape.double_quant)
+        rest = n - arch.linear_params
+        other_b = 4.0  # embeddings, norms, lm_head: fp32 (prepare_model_for_kbit_training upcasts on GPU)
+        detail = (f"{arch.linear_params:,} block linear params in {shape.quant_bits}-bit = {gb(q)}; "
+                  f"{rest:,} others × {other_b:g} B")
+        base = q + rest * other_b
+    else:
+        base = n * base_b
+        detail = f"{n:,} frozen params × {base_b:g} B"
+    train = shape.trainable * 4.0
+    return [Term("weights", base, detail),
+            Term("trainable", train, f"{shape.trainable:,} trainable params × 4 B (fp32)")], base + train
+
+
+def _trainable_total(spec, st) -> int:
+    return spec.shape.trainable + sum(m.trainable for m in st.extra)
+
+
+def optimizer_terms(spec, st) -> list[Term]:
+    tr = _trainable_total(spec, st)
+    per = OPTIMIZER_BYTES[spec.optimizer]
+    detail = f"{tr:,} trainable × {per:g} B ({spec.optimizer})"
+    if spec.optimizer == "adafactor":  # factored second moment: rows + columns per matrix
+        per = 4.0 * 2 / max(spec.arch.hidden, 1) ** 0.5
+        detail = f"{tr:,} trainable × ~{per:.2g} B (adafactor, factored)"
+    if spec.strategy.startswith("zero"):
+        per += DEEPSPEED_MASTER
+        detail = f"{tr:,} trainable × ({per - DEEPSPEED_MASTER:g} + 4 fp32 master) B (DeepSpeed)"
+    return [Term("optimizer", tr * per, detail)]
+
+
+def grad_bytes_per_param(spec) -> float:
+    if spec.strategy.startswith("zero"):
+        return 2.0
+    if spec.shape.trains_base and spec.weight_dtype in ("bfloat16", "float16"):
+        return 2.0
+    return 4.0
+
+
+def autocast_cache(spec, num) -> float:
+    """bf16 copies of trained fp32 weights, made by autocast in forward and held for backward."""
+    if not num.autocast or not spec.shape.trains_base or spec.strategy == "fsdp":
+        return 0.0
+    arch, shape = spec.arch, spec.shape
+    blocks = shape.trainable_blocks * sum(lin.d_in * lin.d_out for lin in arch.block_linears())
+    head = arch.lm_head_matrix if shape.embeddings_train else 0
+    return 2.0 * (blocks + head)
+
+
+# ---- per-step terms ------------------------------------------------------------------------------
+def logits_bytes(spec, st, num, rows: int) -> tuple[float, float, str]:
+    """(forward peak, backward peak, detail) of the logits and cross-entropy buffers."""
+    arch = spec.arch
+    if not st.lm_logits:
+        n = rows * max(st.head_outputs, 1) * 4
+        return n, 2 * n, f"{rows} rows × {max(st.head_outputs, 1)} outputs"
+    k = spec.max_length + spec.shape.prompt_tokens  # label positions, worst case: every position
+    tokens = rows * k
+    if spec.fused_loss and not st.teacher_logits:
+        return fused_loss_bytes(spec, num, tokens)
+    chunk = min(tokens, spec.loss_chunk) if spec.loss_chunk else tokens
+    low = num.autocast or num.act == 2
+    fwd_b, bwd_b = (10, 14) if low else (8, 12)  # logits (+fp32 copy) + log-softmax; + two gradients
+    n = chunk * arch.vocab
+    detail = (f"{tokens:,} label positions × vocab {arch.vocab:,} × {bwd_b} B"
+              + (f" (chunks of {chunk:,} tokens)" if chunk < tokens else " (not chunked)"))
+    if st.teacher_logits:  # the teacher's distribution is saved for the KL term
+        detail += "; + teacher probabilities × 4 B"
+        return n * (fwd_b + 4), n * (bwd_b + 4), detail
+    return n * fwd_b, n * bwd_b, detail
+
+
+def fused_loss_bytes(spec, num, tokens: int) -> tuple[float, float, str]:
+    """danlu's chunked linear + cross-entropy (train.fused_ce): per chunk of `c` tokens, fp32
+    logits (c, V), their exp and the shifted copy (3 × 4 B); kept for backward: the hidden
+    states at label positions (a gathered copy) and their gradient (K, d), plus the output
+    layer's fp32 gradient (V, d) when it trains. Backward scales both gradients (one more copy)."""
+    arch = spec.arch
+    chunk = min(tokens, spec.loss_chunk or tokens)
+    h = num.act if num.autocast or num.act == 2 else 4
+    per_chunk = chunk * arch.vocab * 12.0
+    hidden = 2.0 * tokens * arch.hidden * h  # hidden[valid] and grad_h
+    head = 4.0 * arch.lm_head_matrix if spec.shape.embeddings_train else 0.0
+    fwd = per_chunk + hidden + head
+    bwd = hidden + tokens * arch.hidden * h + 2 * head
+    detail = (f"chunked linear + cross-entropy: {chunk:,} of {tokens:,} label positions × vocab {arch.vocab:,} "
+              f"× 12 B at a time; hidden states and their gradients kept (no full logits)")
+    return fwd, bwd, detail
+
+
+def extra_model_terms(spec, st, num) -> tuple[list[Term], float]:
+    """(terms, transient bytes of their forward passes)."""
+    terms, transient = [], 0.0
+    b = 2.0 if spec.device == "cuda" and spec.precision != "fp32" else 4.0
+    for m in st.extra:
+        arch = m.arch or spec.arch
+        w = m.params * b
+        if m.trainable:
+            w = m.params * (4.0 if spec.shape.trains_base else b) + (m.trainable * 4.0 if not spec.shape.trains_base else 0)
+        terms.append(Term("stage", w, f"{m.role} model: {m.params:,} params × {b:g} B"))
+        if m.forward_rows and st.lm_logits:
+            rows = spec.batch_size * m.forward_rows
+            transient = max(transient, rows * spec.max_length * arch.vocab * (num.act + 4))
+    if st.generate_tokens:
+        a = spec.arch
+        tokens = spec.batch_size * (spec.max_length + st.generate_tokens)
+        kv = tokens * a.layers * 2 * a.kv_dim * num.act
+        terms.append(Term("stage", kv, f"KV cache: {tokens:,} tokens × {a.layers} layers × 2 × {a.kv_dim} × {num.act} B"))
+    return terms, transient
+
+
+def runtime_terms(spec) -> list[Term]:
+    cal = calibration()
+    if spec.device == "cpu":
+        terms = [Term("runtime", cal.cpu_runtime_bytes, "Python + torch + transformers + peft process (measured here)")]
+        if spec.dataset_tokens:
+            data = spec.dataset_tokens * cal.cpu_bytes_per_dataset_token
+            terms.append(Term("runtime", data, f"tokenised dataset in memory: {spec.dataset_tokens:,} tokens"))
+        return terms
+    return [Term("runtime", cal.cuda_runtime_bytes, "cuBLAS workspaces and small buffers")]
+
+
+# ---- the peak ------------------------------------------------------------------------------------
+def optimizer_step_transient(spec, st) -> float:
+    """Temporaries of the optimizer step: CUDA's foreach AdamW makes one fp32 copy of all
+    second moments (sqrt); the CPU path goes tensor by tensor (two temporaries of the largest)."""
+    if spec.optimizer not in ("adamw",) or spec.strategy.startswith("zero"):
+        return 0.0
+    if spec.device == "cpu":
+        return 2 * 4.0 * spec.shape.largest_trainable
+    return 4.0 * _trainable_total(spec, st)
+
+
+def estimate_memory(spec) -> MemoryEstimate:
+    from danlu.plan.parallel import shard
+
+    arch, shape, st, num = spec.arch, spec.shape, stage_shape(spec), numerics(spec)
+    terms, _ = weight_terms(spec)
+    tr = _trainable_total(spec, st)
+    gbp = grad_bytes_per_param(spec)
+    terms.append(Term("gradients", tr * gbp, f"{tr:,} trainable × {gbp:g} B"))
+    terms += optimizer_terms(spec, st)
+    terms, host = shard(spec, terms)
+    extra, extra_transient = extra_model_terms(spec, st, num)
+    terms += extra
+    cache = autocast_cache(spec, num)
+    if cache:
+        terms.append(Term("autocast", cache, "bf16 copies of the trained weights, kept for backward"))
+    if shape.quant_bits:
+        big = max(lin.d_in * lin.d_out for lin in arch.block_linears()) * (num.act if num.autocast else 4)
+        terms.append(Term("dequantised", big, "one weight dequantised for its matmul (the largest)"))
+    rows = spec.batch_size * st.rows
+    act = activation_bytes(arch, shape, num, batch=rows, seq=spec.max_length, checkpointing=spec.gradient_checkpointing)
+    ckpt = "checkpointed block inputs" if spec.gradient_checkpointing else "all blocks"
+    terms.append(Term("activations", act.blocks + act.head,
+                      f"{rows} rows × {spec.max_length} tokens, {arch.layers} blocks ({ckpt}), {num.attn}"))
+    if act.recompute:
+        terms.append(Term("recompute", act.recompute, "one block's activations rebuilt during backward"))
+    lf, lb, ldetail = logits_bytes(spec, st, num, rows)
+    terms.append(Term("logits", lb, ldetail))
+    terms += runtime_terms(spec)
+    phases = _phases(spec, terms, act, lf, lb, extra_transient)
+    phase = max(phases, key=phases.get)
+    peak = phases[phase]
+    cal = calibration()
+    need = peak if spec.device == "cpu" else peak * (1 + cal.cuda_fragmentation) + cal.cuda_context_bytes
+    notes = list(shape.notes) + list(st.notes)
+    if spec.optimizer == "paged_adamw_8bit":
+        notes.append("paged optimizer states can spill to CPU memory under pressure instead of failing")
+    return MemoryEstimate(terms, int(peak), phase, {k: int(v) for k, v in phases.items()}, int(need), int(host), notes)
+
+
+def _phases(spec, terms: list[Term], act, lf: float, lb: float, extra_transient: float) -> dict[str, float]:
+    """Bytes alive at each moment of a step (after the first: optimizer states exist)."""
+    def total(*keys):
+        return sum(t.bytes for t in terms if t.key in keys)
+
+    held = total("weights", "trainable", "optimizer", "stage", "parallel", "runtime", "dequantised")
+    grads = total("gradients")
+    accumulating = grads if spec.grad_accum > 1 else 0.0  # gradients live across micro-batches
+    cache = total("autocast")
+    acts = act.blocks + act.head
+    head_grad = 4.0 * spec.arch.lm_head_matrix if spec.shape.embeddings_train and not accumulating else 0.0
+    phases = {
+        "forward end": held + accumulating + cache + acts + lf + extra_transient,
+        "backward start": held + accumulating + (0 if spec.gradient_checkpointing else cache) + acts + lb,
+        "backward end": held + grads + act.recompute + head_grad,
+        "optimizer step": held + grads + optimizer_step_transient(spec, stage_shape(spec)),
+    }
+    if spec.gradient_checkpointing:
+        phases["recompute"] = held + accumulating + act.blocks + act.head + act.recompute + head_grad
+    return phases

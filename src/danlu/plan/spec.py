@@ -1,0 +1,123 @@
+"""RunSpec: everything about a run that sets its memory, time and cost — the model's shape, the
+method and stage, the batch, precision, device and parallelism — built from a danlu RunConfig
+(the same YAML `danlu train` reads) or from command-line flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from danlu.errors import UserError
+from danlu.plan.arch import Arch, resolve_arch
+from danlu.plan.methods import MethodShape, method_shape
+
+STRATEGIES = ("ddp", "fsdp", "zero1", "zero2", "zero3")
+OFFLOADS = ("none", "optimizer", "all")
+
+
+@dataclass
+class RunSpec:
+    arch: Arch
+    method_name: str
+    method: Any = None  # the method's options (a danlu Method or a dict)
+    stage: str = "sft"
+    stage_options: Any = None
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 1024
+    packing: bool = True
+    gradient_checkpointing: bool = False
+    optimizer: str = "adamw"
+    precision: str = "bf16"  # compute precision, resolved: fp32 | bf16 | fp16
+    weight_dtype: str = "auto"  # model.dtype
+    attn: str = "sdpa"
+    device: str = "cuda"  # cuda | cpu
+    gpus: int = 1
+    strategy: str = "ddp"
+    offload: str = "none"
+    loss_chunk: int | None = None  # logits computed in chunks of this many tokens (None: all at once)
+    fused_loss: bool = False  # danlu's chunked linear + cross-entropy (train.fused_loss): no logits kept
+    epochs: float = 1.0
+    max_steps: int = -1
+    dataset_tokens: int | None = None  # tokens of the tokenised training set (counted when data is given)
+    dataset_samples: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"unknown parallel strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}",
+                            where="--strategy")
+        if self.offload not in OFFLOADS:
+            raise UserError(f"unknown offload {self.offload!r}; choose one of: {', '.join(OFFLOADS)}",
+                            where="--offload")
+        if self.offload != "none" and not self.strategy.startswith("zero"):
+            raise UserError("offloading to CPU needs DeepSpeed ZeRO (--strategy zero2 or zero3)", where="--offload")
+        if self.offload == "all" and self.strategy != "zero3":
+            raise UserError("offloading parameters needs ZeRO-3 (--strategy zero3)", where="--offload")
+
+    @property
+    def shape(self) -> MethodShape:
+        cached = self.extra.get("_shape")
+        if cached is None:
+            cached = self.extra["_shape"] = method_shape(self.arch, self.method_name, self.method)
+        return cached
+
+    def with_(self, **changes) -> RunSpec:
+        """A copy with some settings changed (the method shape is recomputed if needed)."""
+        extra = {k: v for k, v in self.extra.items() if k != "_shape"}
+        return replace(self, extra=extra, **changes)
+
+
+def method_name(method) -> str:
+    """The canonical method name (LoRA shorthands are LoRA with options set)."""
+    return getattr(method, "name", None) or (method.get("name") if isinstance(method, dict) else None) or "lora"
+
+
+def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Arch | None = None,
+                     **overrides) -> RunSpec:
+    """A RunSpec from a validated RunConfig; `precision` is resolved for `device` when not given."""
+    t = cfg.train
+    arch = arch or resolve_arch(cfg.model.name_or_path)
+    method = cfg.method
+    prec = precision or resolve_precision(t.precision, device)
+    supports_packing = getattr(type(method), "supports_packing", True)
+    kwargs: dict[str, Any] = dict(
+        arch=arch, method_name=method_name(method), method=method, stage=cfg.stage,
+        stage_options=cfg.stage_options(), batch_size=t.batch_size, grad_accum=t.grad_accum,
+        max_length=t.max_length, packing=cfg.data.packing and supports_packing,
+        gradient_checkpointing=t.gradient_checkpointing, optimizer=t.optimizer, precision=prec,
+        weight_dtype=cfg.model.dtype, attn="sdpa" if cfg.model.attn_implementation == "auto" else
+        cfg.model.attn_implementation, device=device, epochs=t.epochs, max_steps=t.max_steps,
+    )
+    if fused_loss_applies(cfg, arch):
+        kwargs.update(fused_loss=True, loss_chunk=FUSED_CHUNK)
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    return RunSpec(**kwargs)
+
+
+FUSED_CHUNK = 1024  # danlu.train.fused_ce.chunked_linear_ce's default chunk (tokens)
+FUSED_STAGES = ("sft", "pretrain")  # stages whose trainer is CausalLMTrainer
+
+
+def fused_loss_applies(cfg, arch: Arch) -> bool:
+    """As CausalLMTrainer decides: train.fused_loss, a method that keeps only label positions,
+    and an output layer of a plain linear kind (danlu.train.fused_ce.SIMPLE_HEADS)."""
+    try:
+        from danlu.train.fused_ce import SIMPLE_HEADS
+    except ImportError:
+        return False
+    method_ok = getattr(type(cfg.method), "supports_logits_to_keep", True)
+    return (bool(getattr(cfg.train, "fused_loss", False)) and cfg.stage in FUSED_STAGES and method_ok
+            and arch.model_type in SIMPLE_HEADS)
+
+
+def resolve_precision(requested: str, device: str) -> str:
+    """train.precision: auto → bf16 on a GPU (the planner assumes one recent enough), fp32 on a
+    CPU without native bf16 (as `danlu train` picks)."""
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bf16"
+    from danlu.models.load import cpu_has_native_bf16
+
+    return "bf16" if cpu_has_native_bf16() else "fp32"

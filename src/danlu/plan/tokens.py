@@ -1,0 +1,91 @@
+"""Tokens in the training data, counted the way `danlu train` will see them: the same readers,
+formats, chat template and truncation (data.overlong), with the model's own tokenizer. The
+tokenizer is read locally only (builtin, a local directory, the Hugging Face cache); when it is
+not there, tokens are estimated from characters and the estimate says so."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+CHARS_PER_TOKEN = 3.2  # mixed English/Chinese text with a ~150k-token BPE vocabulary (rough)
+
+
+@dataclass
+class DataTokens:
+    samples: int
+    tokens: int  # after truncation to max_length
+    label_tokens: int
+    lengths: list[int] = field(default_factory=list)
+    counted: bool = True  # False: estimated from characters
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        lengths = sorted(self.lengths)
+        return {"samples": self.samples, "tokens": self.tokens, "label_tokens": self.label_tokens,
+                "max_length_seen": lengths[-1] if lengths else None,
+                "median_length": lengths[len(lengths) // 2] if lengths else None,
+                "counted_with_tokenizer": self.counted, "note": self.note}
+
+
+def count_tokens(cfg) -> DataTokens:
+    """Tokens of cfg.data.train (conversation and text formats)."""
+    try:
+        tok = _local_tokenizer(cfg)
+    except Exception as exc:  # noqa: BLE001 — no local tokenizer: estimate instead
+        log.info("tokenizer not available locally (%s); estimating tokens from characters", exc)
+        return _estimate(cfg)
+    from danlu.data.dataset import encode_sample, iter_samples
+    from danlu.data.formats import FormatOptions
+    from danlu.data.report import DataReport
+    from danlu.data.templates import resolve_template
+
+    template = resolve_template(tok, cfg.data.template)
+    report = DataReport(split="train")
+    lengths, labels = [], 0
+    opts = FormatOptions(system=cfg.data.system)
+    for sample in iter_samples(cfg.data.train, fmt=cfg.data.format, opts=opts, on_bad_row="skip", report=report):
+        enc = encode_sample(sample, template, cfg.data, cfg.train.max_length, report)
+        if enc is None:
+            continue
+        lengths.append(len(enc))
+        labels += enc.num_labels
+        if cfg.data.max_samples and len(lengths) >= cfg.data.max_samples:
+            break
+    if cfg.data.eval_split > 0:
+        keep = len(lengths) - max(1, int(round(len(lengths) * cfg.data.eval_split)))
+        lengths = lengths[:keep]
+    return DataTokens(len(lengths), sum(lengths), labels, lengths)
+
+
+def _local_tokenizer(cfg):
+    from transformers import AutoTokenizer
+
+    from danlu.models.builtin import is_builtin
+    from danlu.models.load import load_tokenizer
+
+    name = cfg.model.name_or_path
+    if is_builtin(name):
+        return load_tokenizer(name)
+    tok = AutoTokenizer.from_pretrained(name, revision=cfg.model.revision, local_files_only=True,
+                                        trust_remote_code=cfg.model.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _estimate(cfg) -> DataTokens:
+    from danlu.data.readers import read_rows
+
+    sources = cfg.data.train if isinstance(cfg.data.train, list) else [cfg.data.train]
+    lengths = []
+    for source in sources:
+        for row in read_rows(source):
+            if row.error:
+                continue
+            chars = sum(len(str(v)) for v in (row.data.values() if isinstance(row.data, dict) else [row.data]))
+            lengths.append(min(cfg.train.max_length, int(chars / CHARS_PER_TOKEN) + 16))
+    return DataTokens(len(lengths), sum(lengths), sum(lengths) // 2, lengths, counted=False,
+                      note=f"tokenizer of {cfg.model.name_or_path} not available locally: "
+                           f"~{CHARS_PER_TOKEN} characters per token assumed")
