@@ -7,7 +7,7 @@ EXTRAS  ?= all,test
 # torch 2.13.0 first: on our machines it is a local CPU wheel; a bare `torch` would pull CUDA packages.
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test test-fast setup clean
+.PHONY: demo test test-fast test-browser test-gguf setup clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,11 +21,25 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
+# two pytest workers: one per core (every test process pins one torch thread)
+NPROC   ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not browser"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not slow and not browser"
+
+# The web UI in headless Chromium (Debian's chromium + Playwright's Python package); screenshots in test-artefacts/browser/.
+test-browser: $(STAMP)
+	@test -x /usr/bin/chromium || sudo apt-get install -y chromium
+	$(BIN)/python -m pip install -q -e ".[browser]"
+	$(BIN)/python -m pytest -q -m browser tests/browser
+
+# opt-in: the exported GGUF files in llama.cpp itself; llama-cpp-python builds from source (~4 min on 2 cores)
+test-gguf: $(STAMP)
+	$(BIN)/python -m pip install -q "llama-cpp-python>=0.3"
+	$(BIN)/python -m pytest -q -m gguf tests/gguf -s
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -8,7 +8,7 @@
     DANLU_FAULTS="enospc@save=8"             the disk is full while saving checkpoint 8
     DANLU_FAULTS="nan@step=3-5"              the loss of steps 3..5 is NaN
 
-Several faults are separated by ';'."""
+Several faults are separated by ';'. DANLU_FAULTS_RANK=N injects them into process N only."""
 
 from __future__ import annotations
 
@@ -38,7 +38,13 @@ def _parse(text: str) -> list[Fault]:
     return faults
 
 
-_FAULTS = _parse(os.environ.get("DANLU_FAULTS", ""))
+def _this_rank() -> bool:
+    """DANLU_FAULTS_RANK=1 limits the faults to that process of a multi-process run."""
+    only = os.environ.get("DANLU_FAULTS_RANK")
+    return only is None or only == os.environ.get("RANK", "0")
+
+
+_FAULTS = _parse(os.environ.get("DANLU_FAULTS", "")) if _this_rank() else []
 
 
 def active() -> bool:

@@ -24,9 +24,21 @@ def setup_logging(verbose: bool = False) -> None:
     # read by transformers when it is imported (later, only by commands that need it)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also hides "Loading weights" bars
+    _quiet_deepspeed()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*torch.utils.checkpoint.*")
+
+
+def _quiet_deepspeed() -> None:
+    """accelerate imports DeepSpeed whenever it is installed (unwrapping a model to save it), and
+    DeepSpeed then logs "Setting accelerator to CPU" to *stdout* on a machine without a GPU, which
+    corrupts `--json` output. Naming the CPU accelerator up front is what that message asks for;
+    with an NVIDIA device present DeepSpeed's own detection is left alone."""
+    if "DS_ACCELERATOR" not in os.environ and not any(
+        os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+    ):
+        os.environ["DS_ACCELERATOR"] = "cpu"
 
 
 class _ShortLevel(logging.Filter):

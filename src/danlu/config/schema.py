@@ -101,6 +101,9 @@ class TrainConfig(StrictModel):
         description="Compute precision. auto: bf16 autocast on GPUs and CPUs with native bf16 (AMX/AVX512-BF16), else fp32.",
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    group_by_length: bool = Field(
+        False, description="Without packing: batch samples of similar length together (less padding; order less random)."
+    )
     fused_loss: bool = Field(
         True, description="Chunked linear + cross-entropy: never materialise full-vocabulary logits (where exact)."
     )
@@ -113,6 +116,17 @@ class TrainConfig(StrictModel):
     max_bad_steps: int = Field(10, ge=1, description="Stop after this many NaN/inf losses in a row (each is skipped).")
     report_to: list[str] = Field(["tensorboard"], description="Loggers: tensorboard, wandb, mlflow, swanlab, or [].")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    distributed: Literal["none", "ddp", "fsdp", "zero1", "zero2", "zero3"] = Field(
+        "none",
+        description="Multi-process strategy (launch with --nproc N): ddp (replicas), fsdp (FSDP2 sharding), "
+        "zero1/zero2/zero3 (DeepSpeed ZeRO). none: plain DDP when several processes are launched.",
+    )
+    offload: Literal["none", "optimizer", "params"] = Field(
+        "none", description="Move state to CPU RAM: optimizer (zero1-3), params (zero3; fsdp offloads all state)."
+    )
+    ddp_timeout: int = Field(
+        1800, ge=10, description="Seconds a process waits for the others in a collective before the job stops."
+    )
 
 
 DEFAULT_RUBRIC = (

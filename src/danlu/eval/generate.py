@@ -72,10 +72,10 @@ def generate_answers(loaded, items: list[EvalItem], *, max_new_tokens: int, batc
     order = sorted(range(len(items)), key=lambda i: len(json.dumps(items[i].prompt, ensure_ascii=False)))
     out: list[dict | None] = [None] * len(items)
     by_tools: dict[str, list[int]] = {}
-    for i in order:  # one tools list per generate() call
-        by_tools.setdefault(json.dumps(items[i].tools, sort_keys=True), []).append(i)
-    for key, idx in by_tools.items():
-        tools = json.loads(key)
+    for i in order:  # one tools list per generate() call (keys in the data's order: the prompt as trained)
+        by_tools.setdefault(json.dumps(items[i].tools, ensure_ascii=False), []).append(i)
+    for idx in by_tools.values():
+        tools = items[idx[0]].tools
         answers = generate(loaded, [items[i].prompt for i in idx], max_new_tokens=max_new_tokens,
                            temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size, tools=tools)
         for i, a in zip(idx, answers):

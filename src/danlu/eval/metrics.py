@@ -9,9 +9,9 @@ Chinese text is tokenised as Chinese: BLEU uses sacrebleu's `zh` tokeniser when 
 holds CJK characters, ROUGE segments words with jieba, token F1 counts each CJK character as a
 token. Adding a metric is one function:
 
-    @metric("tool_call_accuracy", label="Tool-call accuracy", label_zh="工具调用准确率",
+    @metric("my_metric", label="My metric", label_zh="我的指标",
             applies=lambda refs, inputs: ...)
-    def tool_call_accuracy(preds, refs, inputs) -> Score: ...
+    def my_metric(preds, refs, inputs) -> Score: ...
 """
 
 from __future__ import annotations
@@ -319,3 +319,39 @@ def schema_match(preds, refs, inputs) -> Score:
                 ok = False
         per.append(100.0 * ok)
     return Score(_mean(per), per)
+
+
+# ---- tool calls --------------------------------------------------------------------------------
+def has_tool_calls(refs: list[str], inputs=None) -> bool:
+    items = (inputs.items if inputs else None) or []
+    return any(getattr(i, "reference_message", {}).get("tool_calls") for i in items)
+
+
+def _tool_scores(preds: list[str], inputs: MetricInputs, key: str) -> Score:
+    """score_calls (danlu.data.tools) on every answer whose reference makes tool calls: the answer's
+    `<tool_call>` blocks parsed as `danlu serve` parses them, compared call by call in order.
+    Answers whose reference is text are not counted (per-sample values only when all are calls)."""
+    from danlu.data.tools import parse_tool_calls, score_calls
+
+    items = inputs.items or []
+    per = [100.0 * score_calls(parse_tool_calls(p).tool_calls, i.reference_message["tool_calls"])[key]
+           for p, i in zip(preds, items) if i.reference_message.get("tool_calls")]
+    return Score(_mean(per), per if len(per) == len(preds) else None, {"answers_with_calls": len(per)})
+
+
+@metric("tool_call_name", label="Tool call: right function", label_zh="工具调用：函数正确",
+        applies=has_tool_calls)
+def tool_call_name(preds, refs, inputs) -> Score:
+    return _tool_scores(preds, inputs, "name")
+
+
+@metric("tool_call_valid_json", label="Tool call: valid JSON arguments", label_zh="工具调用：参数为合法 JSON",
+        applies=has_tool_calls)
+def tool_call_valid_json(preds, refs, inputs) -> Score:
+    return _tool_scores(preds, inputs, "valid_json")
+
+
+@metric("tool_call_exact", label="Tool call: exact arguments", label_zh="工具调用：参数完全一致",
+        applies=has_tool_calls)
+def tool_call_exact(preds, refs, inputs) -> Score:
+    return _tool_scores(preds, inputs, "exact")

@@ -7,9 +7,12 @@ from collections.abc import Iterator
 
 
 def render_prompts(tokenizer, conversations: list[list[dict]], tools=None) -> list[str]:
-    kwargs = {"tools": tools} if tools else {}
-    return [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True, **kwargs)
-            for c in conversations]
+    """Through ChatTemplate.render, as training renders: tools (and tool turns) by the template
+    when it writes them, else in danlu's text form."""
+    from danlu.data.templates import ChatTemplate
+
+    template = ChatTemplate(tokenizer, "tokenizer")
+    return [template.render(c, tools=tools, add_generation_prompt=True) for c in conversations]
 
 
 def generate(

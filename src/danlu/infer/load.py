@@ -47,6 +47,21 @@ def refuse_pickles(folder: Path) -> None:
     raise UserError(f"{folder} holds no weights (*.safetensors)")
 
 
+def head_kwargs(info: dict, tok) -> dict:
+    """The size (and label names) of a classification or reward head, for loading its base model
+    under an adapter: the adapter holds the trained head, the base config does not know its size."""
+    if info.get("task", "causal_lm") == "causal_lm":
+        return {}
+    kwargs = {"pad_token_id": tok.pad_token_id}
+    labels = info.get("labels")
+    if labels:
+        kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
+                      label2id={name: i for i, name in enumerate(labels)})
+    elif info.get("num_labels"):
+        kwargs["num_labels"] = int(info["num_labels"])
+    return kwargs
+
+
 def load_for_inference(target: str, *, dtype=None, device: str | None = None, merge: bool = False,
                        task: str | None = None) -> Loaded:
     """`task` is the head to load a plain model with (causal_lm by default; seq_cls for a reward
@@ -79,10 +94,15 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
 
         method_cfg = info["method"]
         method = METHODS.get(method_cfg["name"]).model_validate(method_cfg)
+        if merge:
+            method.require_mergeable()  # say why before loading anything
+        # the base as it was trained on: a QLoRA adapter goes back onto the same 4-bit weights
         base = load_model(info["base_model"], task=task, dtype=dtype, revision=info.get("revision"),
-                          trust_remote_code=trust)
+                          trust_remote_code=trust, **head_kwargs(info, tok), **method.load_kwargs())
         model = method.load_trained(base, artefact)
-        if merge and method.can_merge:
+        if merge:
             model = method.merge(model)
-    model = model.to(device).eval()
+    if not getattr(model, "is_quantized", False):
+        model = model.to(device)  # bitsandbytes places quantised weights itself
+    model = model.eval()
     return Loaded(model, tok, stop, info, str(artefact), info.get("base_model", ""))

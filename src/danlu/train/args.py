@@ -6,6 +6,8 @@ import dataclasses
 
 from transformers import TrainingArguments
 
+from danlu.train import distributed
+
 OPTIMIZERS = {
     "adamw": "adamw_torch",
     "adamw_8bit": "adamw_bnb_8bit",
@@ -62,6 +64,9 @@ def training_arguments(ctx, *, has_eval: bool, cls=TrainingArguments, **extra):
         save_only_model=False,
         log_level="warning",
     )
+    if t.group_by_length and not cfg.data.packing:  # packing already removes padding
+        kwargs["train_sampling_strategy"] = "group_by_length"  # else each config class's own default (KTO: sequential)
+    kwargs.update(distributed.training_kwargs(t))  # fsdp_config / deepspeed dict for Accelerate's plugins
     kwargs.update(extra)
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in kwargs.items() if k in names})

@@ -40,6 +40,8 @@ def causal_lm_loss(model, inputs: dict, num_items_in_batch=None, *, keep_logits:
         outputs = model(**inputs, use_cache=False)
         targets = shift
     logits = outputs.logits  # (B, K, V)
+    if logits.shape[1] > targets.shape[1]:  # prompt tuning / P-tuning put virtual tokens in front
+        logits = logits[:, logits.shape[1] - targets.shape[1]:]
     n_tokens = targets.ne(IGNORE).sum()
     loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE, reduction="sum")
     denom = num_items_in_batch if num_items_in_batch is not None else n_tokens.clamp(min=1)

@@ -25,6 +25,7 @@ import yaml
 import danlu
 from danlu.errors import DanluError, TrainingInterrupted, UnsafeFileError, UserError
 from danlu.train import checkpoint as ckpt
+from danlu.train import distributed
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("metrics.jsonl", "data_report.json", "run_info.json", "tensorboard", "checkpoints", "adapter", "model")
@@ -105,6 +106,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 def build(cfg, *, run_dir: Path, is_main: bool = True):
     """Tokenizer, template, datasets, model with the method applied: a RunContext."""
+    import torch
+
     from danlu.data.report import write_reports
     from danlu.data.templates import resolve_template
     from danlu.methods.base import MethodContext, count_parameters
@@ -118,6 +121,8 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     ctx.precision = compute_precision(cfg.train.precision)
     cfg.method.check(cfg)
     stage.check(cfg)
+    distributed.check(cfg)
+    distributed.check_hardware(cfg)
     ctx.tokenizer = load_tokenizer(cfg.model.name_or_path, revision=cfg.model.revision,
                                    trust_remote_code=cfg.model.trust_remote_code)
     if stage.task == "causal_lm":
@@ -126,8 +131,10 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     if is_main:
         write_reports(ctx.reports, run_dir / "data_report.json")
     model = load_base(ctx)
+    torch.manual_seed(cfg.train.seed)  # new weights (LoRA A, adapters, virtual tokens) are the same every run
     model = cfg.method.apply(model, MethodContext(task=stage.task, seed=cfg.train.seed,
-                                                   model_type=getattr(model.config, "model_type", "")))
+                                                   model_type=getattr(model.config, "model_type", ""),
+                                                   total_steps=optimizer_steps(cfg, len(train_ds))[0]))
     ctx.model = model
     trainable, total = count_parameters(model)
     lr = cfg.train.learning_rate
@@ -146,12 +153,18 @@ def resolved_config(cfg, ctx) -> dict:
     return data
 
 
-def plan_summary(cfg, ctx, train_ds) -> dict:
+def optimizer_steps(cfg, n_samples: int) -> tuple[int, int, int]:
+    """(optimizer steps of the run, samples per step, steps per epoch)."""
     t = cfg.train
     world = int(os.environ.get("WORLD_SIZE", "1"))
     per_step = t.batch_size * t.grad_accum * world
-    steps_per_epoch = max(1, -(-len(train_ds) // per_step))
+    steps_per_epoch = max(1, -(-n_samples // per_step))
     steps = t.max_steps if t.max_steps > 0 else int(steps_per_epoch * t.epochs + 0.999)
+    return steps, per_step, steps_per_epoch
+
+
+def plan_summary(cfg, ctx, train_ds) -> dict:
+    steps, per_step, steps_per_epoch = optimizer_steps(cfg, len(train_ds))
     report = ctx.reports[0].to_dict() if ctx.reports else {}
     tokens = report.get("tokens", {})
     return {
@@ -167,13 +180,19 @@ def plan_summary(cfg, ctx, train_ds) -> dict:
     }
 
 
-def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False) -> RunResult:
+def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
+                 strict_memory: bool = False, callbacks: list | None = None) -> RunResult:
+    from danlu.plan.preflight import check_memory
+
     is_main = rank() == 0
+    predicted = check_memory(cfg, strict=strict_memory)  # before anything large is loaded
     resume_mode = "auto" if resume else cfg.train.resume
     run_dir = prepare_run_dir(cfg, resume=resume_mode != "never", overwrite=overwrite and not dry_run,
                               is_main=is_main and not dry_run)
     ctx, train_ds, eval_ds = build(cfg, run_dir=run_dir, is_main=is_main and not dry_run)
     plan = plan_summary(cfg, ctx, train_ds)
+    if predicted is not None:
+        plan["predicted_peak_bytes"] = predicted.peak_bytes
     if dry_run:
         return RunResult(run_dir, None, {"plan": plan, "data": [r.to_dict() for r in ctx.reports]})
     info = {"danlu_version": danlu.__version__, "method": cfg.method.name, "stage": cfg.stage, **plan,
@@ -184,14 +203,20 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
         write_json(run_dir / "run_info.json", info)
     resume_from = ckpt.resolve_resume(run_dir, resume_mode)
     if resume_from is not None:
+        cfg.method.check_resume()
         log.info("resuming from %s", resume_from)
         if is_main:
             truncate_metrics(run_dir, ckpt.step_of(resume_from))
     elif resume_mode == "auto":
         log.info("no complete checkpoint in %s; starting from the beginning", run_dir)
     trainer = cfg.stage_options().build_trainer(ctx, train_ds, eval_ds)
+    for callback in callbacks or []:  # danlu sweep's pruning callback
+        trainer.add_callback(callback)
     ctx.trainer = trainer
-    t0 = time.perf_counter()
+    info["distributed"] = distributed.describe(trainer)
+    if info["distributed"]["world_size"] > 1 or cfg.train.distributed != "none":
+        log.info("distributed: %(engine)s over %(world_size)d process(es), backend %(backend)s", info["distributed"])
+    t0, rss_before = time.perf_counter(), peak_memory()["rss_max"]
     try:
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except Exception as exc:
@@ -204,7 +229,11 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
             f"checkpoint saved: {latest}. Resume with: danlu train <config> --resume "
             f"(or train.resume: auto)"
         )
+    final = cfg.stage_options().after_training(ctx, trainer)
+    if final:
+        log.info("held-out: %s", ", ".join(f"{k} {v}" for k, v in final.items()))
     artefact = ctx.extra.get("artefact_override") or _save(ctx, trainer)
+    info.update(**final)
     info.update(
         train_runtime_s=round(time.perf_counter() - t0, 2),
         global_step=trainer.state.global_step,
@@ -212,7 +241,7 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
         loss_tokens=getattr(trainer, "loss_tokens", None),
         skipped_steps=getattr(trainer, "skipped_steps", 0),
         artefact=str(artefact),
-        peak_memory=peak_memory(),
+        peak_memory={**peak_memory(), "rss_max_before_train": rss_before},
     )
     if is_main:
         write_json(run_dir / "run_info.json", info)
@@ -236,10 +265,16 @@ def _raise_friendly(exc: Exception, resume_from) -> None:
         ) from None
     if isinstance(exc, DanluError):
         return
+    if distributed.world_size() > 1 and any(k in text for k in ("Connection reset by peer", "Connection closed by peer",
+                                                                   "NCCL error", "Timed out")):
+        raise DanluError(f"another training process stopped or stopped answering ({text.splitlines()[0][:160]}); "
+                         "this one stops too. Resume with --resume once every node is back") from None
 
 
 def peak_memory() -> dict:
-    """Peak RSS of this process (bytes) and, on GPU, torch's peak allocated/reserved memory."""
+    """Peak RSS of this process (bytes) and, on GPU, torch's peak allocated/reserved memory.
+    In run_info, `rss_max_before_train` is the peak when training began: the difference is what
+    training itself added (gradients, optimiser state, activations) on CPU."""
     import resource
 
     import torch

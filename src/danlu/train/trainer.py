@@ -166,9 +166,21 @@ class CausalLMTrainer(DanluTrainerMixin, Trainer):
             loss = loss * float("nan")
         if model.training:
             self.loss_tokens += int(n_tokens)
+            loss = self._add_method_loss(model, loss, n_tokens, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None and self.accelerator.num_processes > 1:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks
         return (loss, outputs) if return_outputs else loss
+
+    def _add_method_loss(self, model, loss, n_tokens, num_items_in_batch):
+        """The method's regulariser (AdaLoRA), weighted by this micro-batch's share of the
+        step's loss tokens so that it counts once per optimizer step."""
+        extra = self.danlu_method.extra_loss(model) if self.danlu_method is not None else None
+        if extra is None:
+            return loss
+        share = n_tokens / num_items_in_batch if num_items_in_batch is not None else 1.0
+        if torch.is_tensor(share):
+            share = share.to(loss.device)
+        return loss + extra * share
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
@@ -185,17 +197,18 @@ def quiet(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
-def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=CausalLMTrainer):
+def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=CausalLMTrainer, collator=None):
     from danlu.data.collate import PackingCollator, PaddingCollator
     from danlu.train.args import training_arguments
     from danlu.train.callbacks import standard_callbacks
 
     cfg = ctx.config
     pad = ctx.tokenizer.pad_token_id
-    packing = cfg.data.packing and cfg.method.supports_packing
-    if cfg.data.packing and not packing:
-        log.info("method %s does not support packing; padding each sample instead", cfg.method.name)
-    collator = PackingCollator(pad, cfg.train.max_length) if packing else PaddingCollator(pad)
+    if collator is None:
+        packing = cfg.data.packing and cfg.method.supports_packing
+        if cfg.data.packing and not packing:
+            log.info("method %s does not support packing; padding each sample instead", cfg.method.name)
+        collator = PackingCollator(pad, cfg.train.max_length) if packing else PaddingCollator(pad)
     trainer_cls = type(trainer_cls.__name__, (trainer_cls,), {"danlu_method": cfg.method,
                                                               "danlu_fused_loss": cfg.train.fused_loss})
     trainer = trainer_cls(

@@ -151,3 +151,23 @@ def test_directions():
     assert M.higher_is_better("eval_loss") is False
     assert M.higher_is_better("eval_exact_match") is True
     assert M.describe("bench:ceval")["label"] == "ceval accuracy"
+
+
+def test_tool_call_metrics_score_parsed_calls_against_the_reference_calls():
+    from danlu.eval.generate import EvalItem
+
+    gold = [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+    items = [EvalItem([{"role": "user", "content": "q"}], "", {"role": "assistant", "tool_calls": gold})] * 4
+    preds = ['<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+             '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>',
+             '<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call>',
+             "It is sunny."]
+    inputs = M.MetricInputs(items=items)
+    assert {"tool_call_name", "tool_call_valid_json", "tool_call_exact"} <= set(M.choose([""] * 4, inputs))
+    scores = M.compute(["tool_call_name", "tool_call_valid_json", "tool_call_exact"], preds, [""] * 4, inputs)
+    assert scores["tool_call_name"].per_sample == [100, 100, 0, 0]
+    assert scores["tool_call_valid_json"].value == 75 and scores["tool_call_exact"].value == 25
+    text_item = EvalItem([{"role": "user", "content": "q"}], "a", {"role": "assistant", "content": "a"})
+    mixed = M.compute(["tool_call_exact"], preds[:2], ["", "a"], M.MetricInputs(items=[items[0], text_item]))
+    assert mixed["tool_call_exact"].value == 100 and mixed["tool_call_exact"].per_sample is None
+    assert "tool_call_exact" not in M.choose(["a"], M.MetricInputs(items=[text_item]))
