@@ -12,7 +12,7 @@ def setup_logging(verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     if rank != 0:
         level = logging.WARNING
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname_short)s%(message)s"))
     handler.addFilter(_ShortLevel())
     root = logging.getLogger("danlu")
@@ -28,6 +28,24 @@ def setup_logging(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*torch.utils.checkpoint.*")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the moment of logging, not the stream of the moment it
+    was made: a CLI called in-process (tests, the web UI) swaps and closes its captured stderr."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        import sys
+
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def _quiet_deepspeed() -> None:

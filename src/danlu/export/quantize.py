@@ -56,6 +56,9 @@ def quantize_dir(merged: Path, out: Path, kind: str, dtype):
             str(merged), quantization_config=bnb_config(kind, dtype), dtype=dtype, device_map=device_map,
             use_safetensors=True)
         model.save_pretrained(str(out), safe_serialization=True)
+    from danlu.models.load import fit_bnb_cpu_packing
+
+    fit_bnb_cpu_packing(model)
     for name in HF_SIDE_FILES:
         if (merged / name).is_file():
             shutil.copy2(merged / name, out / name)

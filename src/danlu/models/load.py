@@ -183,4 +183,25 @@ def load_model(
         )
     except (OSError, ValueError, EnvironmentError) as exc:
         raise _friendly(exc, name_or_path, trust_remote_code) from None
+    if "quantization_config" in kwargs:
+        fit_bnb_cpu_packing(model)
     return model
+
+
+def fit_bnb_cpu_packing(model) -> int:
+    """bitsandbytes (>= 0.49) repacks a 4-bit weight in place on its first no-grad forward on a CPU
+    with AVX512-BF16, for a bf16-only kernel. That repack asserts shapes small models fail
+    (out_features % 32, in_features % 64: builtin:tiny), changes the stored weight under a
+    frozen base, and computes in bf16, so eval and merge would disagree with training. danlu keeps
+    bitsandbytes' generic 4-bit path everywhere: one numeric path from training to merge. Returns
+    how many layers were told so."""
+    try:
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:
+        return 0
+    n = 0
+    for module in model.modules():
+        if isinstance(module, Linear4bit) and getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n

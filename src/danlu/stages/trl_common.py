@@ -52,12 +52,15 @@ class CountTokens:
                                     num_items_in_batch=num_items_in_batch)
 
 
-def keep_fp32_adapters(trainer) -> None:
-    """TRL casts QLoRA adapters to bf16 (the QLoRA paper's choice on GPUs). A run in fp32 (CPUs
-    without native bf16, where a bf16 matmul is hundreds of times slower) keeps them in fp32."""
-    if trainer.args.bf16 or trainer.args.fp16:
+def keep_fp32_adapters(model) -> None:
+    """TRL casts QLoRA adapters to bf16 (the QLoRA paper's choice, for a base stored in bf16 on a
+    GPU). Where the frozen base is stored in fp32 (every CPU run: there autocast does the bf16
+    compute on CPUs with native bf16), the adapters stay fp32 too: the master copy AdamW updates,
+    and the dtype of the activations they meet outside autocast (held-out scoring, generation)."""
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()}
+    if frozen and frozen <= {torch.bfloat16, torch.float16}:
         return
-    for p in trainer.model.parameters():
+    for p in model.parameters():
         if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16):
             p.data = p.data.float()
 
@@ -77,7 +80,7 @@ def finish(trainer, ctx):
 
     trainer.danlu = ctx
     quiet(trainer)
-    keep_fp32_adapters(trainer)
+    keep_fp32_adapters(trainer.model)
     drop_ref_adapter(trainer, ctx.config.method)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return trainer

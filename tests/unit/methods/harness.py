@@ -46,7 +46,9 @@ def qa_data(tmp_path: Path) -> Path:
 
 def config(tmp_path: Path, method: dict, *, model: str = "builtin:tiny", lr: float = 1e-2, steps: int = 20,
            **train):
-    """The whole dataset (8 rows) is one batch: every step sees the same batch."""
+    """The whole dataset (8 rows) is one batch: every step sees the same batch. fp32 compute unless
+    the test asks otherwise: `precision: auto` picks bf16 autocast on CPUs with AVX512-BF16/AMX, and
+    the table's exact reload/merge comparisons are about the method, not the precision."""
     from danlu.config.load import load_config_dict
 
     return load_config_dict({
@@ -55,7 +57,7 @@ def config(tmp_path: Path, method: dict, *, model: str = "builtin:tiny", lr: flo
         "method": method,
         "train": {"max_steps": steps, "batch_size": len(QA), "learning_rate": lr, "lr_scheduler": "constant",
                   "warmup_ratio": 0.0, "logging_steps": 1, "max_length": 128, "report_to": [], "save_steps": steps,
-                  **train},
+                  "precision": "fp32", **train},
         "output_dir": str(tmp_path / "run"),
     })
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from danlu.errors import ConfigError, DataError
+from danlu.stages.trl_common import keep_fp32_adapters
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +31,6 @@ def check_group_sizes(stage, args, n_prompts: int, has_eval: bool) -> None:
     if has_eval and (args.per_device_eval_batch_size * args.world_size) % stage.num_generations:
         raise ConfigError(f"eval.batch_size {args.per_device_eval_batch_size} is not a multiple of "
                           f"{key}.num_generations={stage.num_generations}", where="eval.batch_size")
-
-
-def keep_trainable_fp32(model, precision: str) -> None:
-    import torch
-
-    if precision == "bf16":
-        return
-    for p in model.parameters():
-        if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16):
-            p.data = p.data.float()
 
 
 def drop_reference_adapter(model) -> None:
@@ -94,7 +85,7 @@ def build_online_trainer(ctx, stage, train_items, eval_items, *, trainer_cls, co
         processing_class=tok,
         callbacks=standard_callbacks(ctx),
     )
-    keep_trainable_fp32(trainer.model, ctx.precision)
+    keep_fp32_adapters(trainer.model)
     trainer.danlu = ctx
     quiet(trainer)
     return trainer
