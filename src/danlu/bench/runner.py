@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from danlu.bench.measure import peak_flops, python, run_measured, steady_tokens_per_s, useful_flops_per_token
-from danlu.errors import DanluError
+from danlu.errors import ConfigError, DanluError, DataError, UserError
 
 SEED_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -42,8 +42,13 @@ def seed_text(sample) -> str:
 
 def write_text_data(cfg, path: Path) -> int:
     from danlu.data.dataset import iter_samples
+    from danlu.data.report import DataReport
 
-    rows = [{"text": seed_text(s)} for s in iter_samples(cfg.data.train, fmt=cfg.data.format)]
+    report = DataReport()
+    rows = [{"text": seed_text(s)} for s in iter_samples(cfg.data.train, fmt=cfg.data.format, report=report)]
+    if not rows:
+        raise DataError(f"no usable rows in data.train ({report.rows_read} read, all malformed)",
+                        where=str(cfg.data.train), hint="run `danlu data validate` on it to see each problem")
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return len(rows)
 
@@ -54,9 +59,9 @@ def _lora(cfg) -> dict:
     return {"r": m.rank, "alpha": m.lora_alpha, "dropout": m.dropout, "target_modules": targets}
 
 
-def run_seed(cfg, text: Path, work: Path, lr: float) -> dict:
+def run_seed(cfg, text: Path, work: Path, lr: float, bf16: bool | None = None) -> dict:
     t = cfg.train
-    spec = {"model": _model_path(cfg), "data": str(text), "output_dir": str(work / "seed-out"),
+    spec = {"bf16": bf16, "model": _model_path(cfg), "data": str(text), "output_dir": str(work / "seed-out"),
             "batch_size": t.batch_size, "grad_accum": t.grad_accum, "learning_rate": lr, "epochs": t.epochs,
             "max_steps": t.max_steps, "max_length": t.max_length, "seed": t.seed, **_lora(cfg),
             "qlora": cfg.method.quantize is not None, "result": str(work / "seed-result.json")}
@@ -90,12 +95,14 @@ def run_danlu(cfg, text: Path, work: Path, lr: float) -> dict:
         if r.get("tokens_per_s"):
             steps.append({"step": r["step"], "tokens": tokens, "seconds": tokens / r["tokens_per_s"]})
     info = json.loads((run / "run_info.json").read_text())
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
     losses = [r["loss"] for r in rows if "loss" in r and "train_loss" not in r]
     return {"steps": steps, "runtime_s": info.get("train_runtime_s"), "losses": losses,
             "final_loss": statistics.fmean(losses[-10:]) if losses else None, "loss_tokens": info.get("loss_tokens"),
             "trainable_params": info.get("trainable_params"), "total_params": info.get("total_params"),
             "peak_cuda_bytes": (info.get("peak_memory") or {}).get("cuda_max_allocated"),
-            "peak_rss_bytes": rss, "wall_s": wall}
+            "peak_rss_bytes": rss, "wall_s": wall, "precision": info.get("precision"),
+            "gradient_checkpointing": resolved["train"].get("gradient_checkpointing")}
 
 
 def _model_path(cfg) -> str:
@@ -117,19 +124,28 @@ def summarise(side: dict, peak: dict, n_base: int) -> dict:
     mem = side.get("peak_cuda_bytes") or side["peak_rss_bytes"]
     return {"tokens_per_s": tps, "peak_memory_bytes": mem, "peak_rss_bytes": side["peak_rss_bytes"],
             "final_loss": side["final_loss"], "loss_tokens": side.get("loss_tokens"), "runtime_s": side.get("runtime_s"),
-            "mfu": (tps * flops / best) if tps else None}
+            "mfu": (tps * flops / best) if tps else None, "precision": side.get("precision"),
+            "gradient_checkpointing": side.get("gradient_checkpointing")}
 
 
-def run_bench(cfg, out_dir: Path, *, results_dir: Path | None = None) -> dict:
+SEED_PRECISIONS = ("as-written", "fp32")
+
+
+def run_bench(cfg, out_dir: Path, *, results_dir: Path | None = None, seed_precision: str = "as-written") -> dict:
+    """seed_precision: "as-written" keeps TRL's defaults (bf16 autocast); "fp32" turns autocast off,
+    the fair comparison on a CPU without native bf16."""
     from danlu.methods.lora import Lora
 
     if not isinstance(cfg.method, Lora):
-        raise DanluError("danlu bench compares LoRA/QLoRA runs with the seed recipe: set method.name: lora or qlora")
+        raise ConfigError(f"danlu bench compares LoRA/QLoRA runs with the seed recipe; this config trains "
+                          f"{cfg.method.name!r}", where="method.name", hint="set method.name: lora or qlora")
     out_dir.mkdir(parents=True, exist_ok=True)
     text = out_dir / "bench-text.jsonl"
     rows = write_text_data(cfg, text)
     lr = cfg.train.learning_rate if cfg.train.learning_rate != "auto" else 2e-4
-    seed = run_seed(cfg, text, out_dir, lr)
+    if seed_precision not in SEED_PRECISIONS:
+        raise UserError(f"--seed-precision {seed_precision!r}: choose one of {', '.join(SEED_PRECISIONS)}")
+    seed = run_seed(cfg, text, out_dir, lr, bf16=False if seed_precision == "fp32" else None)
     ours = run_danlu(cfg, text, out_dir, lr)
     peak = peak_flops()
     n_base = (ours["total_params"] or 0) - (ours["trainable_params"] or 0)
@@ -138,7 +154,7 @@ def run_bench(cfg, out_dir: Path, *, results_dir: Path | None = None) -> dict:
               "peak_memory": _ratio(b["peak_memory_bytes"], a["peak_memory_bytes"]),
               "final_loss": _ratio(b["final_loss"], a["final_loss"])}
     result = {"date": datetime.date.today().isoformat(), "hardware": hardware_name(), "versions": versions(),
-              "config": cfg.to_yaml_dict(), "rows": rows, "peak_flops": peak, "seed_recipe": a, "danlu": b,
+              "config": cfg.to_yaml_dict(), "rows": rows, "peak_flops": peak, "seed_precision": seed_precision, "seed_recipe": a, "danlu": b,
               "ratios": ratios}
     if results_dir is not None:
         results_dir.mkdir(parents=True, exist_ok=True)

@@ -2,13 +2,17 @@
 padding, no packing, default attention) with the benchmark's LoRA settings. Changes from the
 seed text: no 4-bit base and no fp16 when there is no CUDA GPU (bitsandbytes' CUDA kernels and
 fp16 autocast need one), the model/data/lengths of the benchmark, and two measurements (step
-times and loss-token counts) that do not change training.
+times and loss-token counts) that do not change training. Everything else is TRL's SFTConfig
+default, as a user of the seed gets it: bf16 autocast and gradient checkpointing on. `"bf16":
+false` in the spec (danlu bench --seed-precision fp32) turns the autocast off, for CPUs without
+native bf16, where TRL's default runs every matmul in emulated bf16.
 
 Run as: python -m danlu.bench.seed_recipe SPEC.json"""
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -58,6 +62,7 @@ def main(spec_path: str) -> None:
         seed=spec.get("seed", 42),
         use_cpu=not cuda,
         dataloader_pin_memory=cuda,
+        **({"bf16": spec["bf16"]} if spec.get("bf16") is not None else {}),
     )
     steps: list[dict] = []
 
@@ -70,30 +75,39 @@ def main(spec_path: str) -> None:
         def on_step_end(self, a, state, control, **kw):
             if cuda:
                 torch.cuda.synchronize()
+            parts = counter.pop("parts", [])
+            # with num_items_in_batch each micro-batch loss is already a share of the step's mean
+            loss = sum(parts) if counter.pop("summed", False) else sum(parts) / max(1, len(parts))
             steps.append({"step": state.global_step, "seconds": time.perf_counter() - self.t0,
-                          "tokens": counter["tokens"] - self.tokens0})
+                          "tokens": counter["tokens"] - self.tokens0, "loss": loss})
 
     counter = {"tokens": 0}
 
-    class CountingSFTTrainer(SFTTrainer):  # counts the loss-bearing tokens it is given
+    class CountingSFTTrainer(SFTTrainer):  # counts the loss-bearing tokens it is given, keeps each loss
         def compute_loss(self, model, inputs, *a, **kw):
             labels = inputs.get("labels")
             if labels is not None:
                 counter["tokens"] += int(labels[:, 1:].ne(-100).sum())
-            return super().compute_loss(model, inputs, *a, **kw)
+            out = super().compute_loss(model, inputs, *a, **kw)
+            loss = out[0] if isinstance(out, tuple) else out
+            counter.setdefault("parts", []).append(float(loss.detach()))
+            counter["summed"] = kw.get("num_items_in_batch") is not None
+            return out
 
     trainer = CountingSFTTrainer(model=model, train_dataset=dataset, peft_config=peft_config, args=args,
                                  processing_class=tokenizer, callbacks=[Timing()])
     t0 = time.perf_counter()
     trainer.train()
     runtime = time.perf_counter() - t0
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    losses = [s["loss"] for s in steps]  # per optimizer step, as danlu logs them
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
     Path(spec["result"]).write_text(json.dumps({
-        "steps": steps, "runtime_s": runtime, "final_loss": losses[-1] if losses else None, "losses": losses,
+        "steps": steps, "runtime_s": runtime, "final_loss": statistics.fmean(losses[-10:]) if losses else None, "losses": losses,
         "trainable_params": trainable, "total_params": total, "loss_tokens": counter["tokens"],
         "peak_cuda_bytes": torch.cuda.max_memory_allocated() if cuda else None,
+        "precision": "bf16" if args.bf16 else ("fp16" if args.fp16 else "fp32"),
+        "gradient_checkpointing": bool(args.gradient_checkpointing),
     }))
 
 

@@ -17,6 +17,10 @@ def bench(
     overrides: list[str] = typer.Argument(None, help="Dotted overrides, e.g. train.max_steps=30"),
     out: str = typer.Option("runs/bench", "--out", "-o", help="Working folder for both runs."),
     results: str = typer.Option("bench/results", "--results", help="Folder for <date>-<hardware>.json."),
+    seed_precision: str = typer.Option(
+        "as-written", "--seed-precision",
+        help="as-written: TRL's defaults (bf16 autocast, gradient checkpointing); fp32: autocast off, "
+             "the fair side on a CPU without native bf16."),
 ):
     from rich.console import Console
     from rich.table import Table
@@ -25,7 +29,8 @@ def bench(
     from danlu.config.load import load_config
 
     cfg = load_config(config, overrides or [])
-    res = run_bench(cfg, Path(out), results_dir=Path(results))
+    _warn_emulated_bf16(seed_precision)
+    res = run_bench(cfg, Path(out), results_dir=Path(results), seed_precision=seed_precision)
     table = Table(title=f"danlu bench — {res['hardware']}")
     for col in ("", "seed recipe", "danlu", "danlu / seed"):
         table.add_column(col)
@@ -39,6 +44,19 @@ def bench(
                   fmt(r["peak_memory"], "x"))
     table.add_row("final loss", fmt(a["final_loss"]), fmt(b["final_loss"]), fmt(r["final_loss"], "x"))
     table.add_row("MFU", fmt(a["mfu"]), fmt(b["mfu"]), "")
+    table.add_row("precision", str(a["precision"]), str(b["precision"]), "")
+    table.add_row("gradient checkpointing", str(a["gradient_checkpointing"]), str(b["gradient_checkpointing"]), "")
     Console().print(table)
     if res.get("written_to"):
         typer.echo(f"written to {res['written_to']}")
+
+
+def _warn_emulated_bf16(seed_precision: str) -> None:
+    import torch
+
+    from danlu.models.load import cpu_has_native_bf16
+
+    if seed_precision == "as-written" and not torch.cuda.is_available() and not cpu_has_native_bf16():
+        typer.echo("warning: this CPU has no native bf16 (AMX / AVX512-BF16); the seed recipe's TRL default bf16 "
+                   "autocast runs emulated and very slowly here. --seed-precision fp32 is the fair comparison.",
+                   err=True)
