@@ -6,7 +6,8 @@ Policy (the seeds' decision matrix, made explicit):
   1. quality first: full fine-tuning if it fits comfortably, else LoRA on a 16-bit base, else
      QLoRA (4-bit base) — unless the data is small (under ~1M tokens), where LoRA is preferred
      over full fine-tuning (few samples over all weights overfit and forget); a method that
-     fits only a micro-batch of 1 yields to the next one that fits more;
+     fits only a micro-batch of 1 yields to the next one that fits more; LoRA and QLoRA train
+     equally well, so between them the faster setting wins (QLoRA dequantises: QLORA_SPEED);
   2. "comfortably" = the device needs at most 80% of its memory: real batches run longer than
      planned, the allocator fragments, and the estimate has its own error;
   3. then speed: the largest micro-batch that fits (up to the effective batch), without
@@ -31,6 +32,9 @@ METHODS = {
     "qlora": {"name": "lora", "r": 16, "lora_alpha": 32, "target_modules": "all-linear", "quantize": "nf4"},
 }
 QUALITY = ("full", "lora", "qlora")
+# QLoRA's tokens/s relative to 16-bit LoRA: torchtune, Llama 3.1 8B on an RTX 4090, packed 2048:
+# QLoRA 2,413 vs LoRA 3,083 tokens/s (BENCHMARKS.md anchors)
+QLORA_SPEED = 0.78
 
 
 @dataclass
@@ -47,8 +51,10 @@ class Candidate:
 
     @property
     def speed(self) -> float:
-        """Relative throughput: GPUs × utilisation of a micro-batch × (3/4 with recomputation)."""
-        return self.gpus * min(1.0, self.batch_size / 4) ** 0.5 * (0.75 if self.gradient_checkpointing else 1.0)
+        """Relative throughput: GPUs × utilisation of a micro-batch × (3/4 with recomputation)
+        × (QLORA_SPEED for a 4-bit base, which dequantises every weight at every matmul)."""
+        return (self.gpus * min(1.0, self.batch_size / 4) ** 0.5 * (0.75 if self.gradient_checkpointing else 1.0)
+                * (QLORA_SPEED if self.method == "qlora" else 1.0))
 
 
 @dataclass
@@ -157,7 +163,11 @@ def _pick(order: list[str], results: dict, spec) -> str | None:
     fitting = [m for m in order if results[m][0] is not None]
     want = min(USEFUL_BATCH, max(spec.batch_size * spec.grad_accum, 1))
     roomy = [m for m in fitting if results[m][0].batch_size >= want]
-    return (roomy or fitting or [None])[0]
+    pick = (roomy or fitting or [None])[0]
+    # LoRA and QLoRA train equally well (the QLoRA paper): between them the faster setting wins
+    if pick == "lora" and "qlora" in roomy and results["qlora"][0].speed > results["lora"][0].speed:
+        return "qlora"
+    return pick
 
 
 def _gib(n) -> str:
@@ -173,7 +183,14 @@ def _reasons(spec, device, c: Candidate, rec: Recommendation, pick: str, small_d
     elif better:
         worst = better[-1]
         got = rec.by_method.get(worst)
-        if got is not None and got.batch_size < c.batch_size:
+        if pick == "qlora" and rec.by_method.get("lora") is not None and rec.by_method["lora"].speed < c.speed:
+            lo = rec.by_method["lora"]
+            why = (f"{name['lora']} fits only micro-batch {lo.batch_size}"
+                   + (" with gradient checkpointing" if lo.gradient_checkpointing else "")
+                   + f" ({_gib(lo.need_bytes)} of {_gib(mem)}); {name[pick]} runs micro-batch {c.batch_size}"
+                   + ("" if c.gradient_checkpointing else " without recomputation")
+                   + f" in {_gib(c.need_bytes)}: faster, and it trains as well")
+        elif got is not None and got.batch_size < c.batch_size:
             why = (f"{name[worst]} fits only micro-batch {got.batch_size} ({_gib(got.need_bytes)} of {_gib(mem)}); "
                    f"{name[pick]} runs micro-batch {c.batch_size} in {_gib(c.need_bytes)}")
         else:

@@ -90,12 +90,13 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
         cfg.model.attn_implementation, device=device, epochs=t.epochs, max_steps=t.max_steps,
     )
     if fused_loss_applies(cfg, arch):
-        kwargs.update(fused_loss=True, loss_chunk=FUSED_CHUNK)
+        from danlu.train.fused_ce import loss_chunk
+
+        kwargs.update(fused_loss=True, loss_chunk=loss_chunk(arch.vocab))
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     return RunSpec(**kwargs)
 
 
-FUSED_CHUNK = 1024  # danlu.train.fused_ce.chunked_linear_ce's default chunk (tokens)
 FUSED_STAGES = ("sft", "pretrain")  # stages whose trainer is CausalLMTrainer
 
 

@@ -231,6 +231,11 @@ def standard_callbacks(ctx) -> list[TrainerCallback]:
         callbacks.append(stopper)
     callbacks += ctx.config.method.callbacks(ctx)
     from danlu import faults
+    from danlu.train.memory import release_memory_callback
+
+    release = release_memory_callback(ctx.config)
+    if release is not None:
+        callbacks.append(release)
 
     if faults.active():
         callbacks.append(FaultInjection())

@@ -31,7 +31,7 @@ class _ChunkedLinearCE(torch.autograd.Function):
             lse = torch.logsumexp(logits, dim=-1)
             total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
             if need_h or need_w:
-                probs = torch.exp(logits - lse[:, None])  # softmax, (K, V)
+                probs = logits.sub_(lse[:, None]).exp_()  # softmax in place: one (K, V) buffer, not three
                 probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
                 probs = probs.to(h.dtype)
                 if need_h:
@@ -51,11 +51,21 @@ class _ChunkedLinearCE(torch.autograd.Function):
         return gh, gw, None, None, None
 
 
+LOGITS_BUDGET = 64 * 2**20  # bytes of fp32 logits per chunk
+
+
+def loss_chunk(vocab: int) -> int:
+    """Tokens per chunk: a power of two whose fp32 logits fit LOGITS_BUDGET (512 for a 32k
+    vocabulary, 128 for Qwen's 152k), at least 128 so the projection stays a large matmul."""
+    fit = max(1, LOGITS_BUDGET // (4 * vocab))
+    return min(4096, max(128, 1 << (fit.bit_length() - 1)))
+
+
 def chunked_linear_ce(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, denom,
-                      chunk: int = 1024) -> torch.Tensor:
+                      chunk: int | None = None) -> torch.Tensor:
     """sum over tokens of CE(hidden @ weight.T, targets) / denom (a number or a 0-d tensor:
-    no host sync). hidden (N, d), targets (N,)."""
-    return _ChunkedLinearCE.apply(hidden, weight, targets, denom, chunk)
+    no host sync). hidden (N, d), targets (N,); chunk defaults to loss_chunk(vocabulary)."""
+    return _ChunkedLinearCE.apply(hidden, weight, targets, denom, chunk or loss_chunk(weight.shape[0]))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

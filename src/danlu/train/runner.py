@@ -84,9 +84,10 @@ def load_base(ctx):
     from danlu.models.load import load_model, storage_dtype
 
     cfg, method, stage = ctx.config, ctx.config.method, ctx.config.stage_options()
-    dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model")
     kwargs = dict(stage.model_kwargs(ctx))
     kwargs.update(method.load_kwargs())
+    dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model", precision=ctx.precision,
+                          quantized="quantization_config" in kwargs)
     return load_model(
         cfg.model.name_or_path,
         task=stage.task,

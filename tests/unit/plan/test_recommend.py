@@ -33,6 +33,26 @@ def test_7b_on_24gb_with_danlus_fused_loss_still_gets_qlora():
     assert _settings(rec)["method"] == "qlora" and rec.chosen.batch_size >= 2
 
 
+def test_7b_on_24gb_with_todays_loss_chunk_gets_qlora_for_speed():
+    # 128-token chunks (152k vocabulary) let 16-bit LoRA fit micro-batch 2 with recomputation;
+    # QLoRA fits micro-batch 4 and is faster even after its dequantisation cost
+    from danlu.train.fused_ce import loss_chunk
+
+    spec = _spec("Qwen/Qwen2.5-7B-Instruct").with_(fused_loss=True, loss_chunk=loss_chunk(152064))
+    rec = recommend(spec, gpu("rtx4090"))
+    lora = rec.by_method["lora"]
+    assert lora is not None and lora.batch_size == 2  # it does fit, just slower
+    assert _settings(rec)["method"] == "qlora" and rec.chosen.speed > lora.speed
+    assert "faster, and it trains as well" in rec.reasons[0][2]
+
+
+def test_lora_beats_qlora_when_both_run_the_same_batch():
+    spec = _spec("Qwen/Qwen2.5-7B-Instruct")
+    rec = recommend(spec, gpu("a100-80gb"))
+    assert _settings(rec)["method"] == "lora"
+    assert rec.by_method["qlora"].batch_size <= rec.chosen.batch_size
+
+
 def test_half_b_on_80gb_gets_full_fine_tuning():
     rec = recommend(_spec("Qwen/Qwen2.5-0.5B-Instruct"), gpu("a100-80gb"), gpus=1)
     assert _settings(rec)["method"] == "full"
