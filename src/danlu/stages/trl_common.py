@@ -45,9 +45,9 @@ class CountTokens:
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
-            self.loss_tokens += int(sum(v.sum() for k, v in inputs.items()
-                                        if k.endswith("attention_mask") and not k.startswith("prompt")
-                                        and torch.is_tensor(v)))
+            self.count_loss_tokens(sum(v.sum() for k, v in inputs.items()
+                                       if k.endswith("attention_mask") and not k.startswith("prompt")
+                                       and torch.is_tensor(v)))
         return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                     num_items_in_batch=num_items_in_batch)
 

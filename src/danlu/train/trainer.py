@@ -32,13 +32,33 @@ class DanluTrainerMixin:
     _bad_loss = None  # device flag: a non-finite loss in the current optimizer step
     bad_steps_in_row = 0
     skipped_steps = 0
-    loss_tokens = 0  # label tokens trained on (this process)
+    _tokens_host = 0  # label tokens trained on (this process), already on the host
+    _tokens_dev = None  # ... and still on the device: added up without a host sync per micro-batch
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         from danlu.train.callbacks import NonFiniteGuard
 
         self.add_callback(NonFiniteGuard(self))
+
+    # ---- loss-bearing tokens: counted in the hot loop, read (one sync) when metrics are logged --
+    def count_loss_tokens(self, n) -> None:
+        if torch.is_tensor(n):
+            n = n.detach()
+            self._tokens_dev = n if self._tokens_dev is None else self._tokens_dev + n
+        else:
+            self._tokens_host += int(n)
+
+    @property
+    def loss_tokens(self) -> int:
+        if self._tokens_dev is not None:
+            self._tokens_host += int(self._tokens_dev)
+            self._tokens_dev = None
+        return self._tokens_host
+
+    @loss_tokens.setter
+    def loss_tokens(self, value) -> None:
+        self._tokens_host, self._tokens_dev = int(value), None
 
     # ---- optimizer -------------------------------------------------------------------------
     def create_optimizer(self, model=None):
@@ -165,7 +185,7 @@ class CausalLMTrainer(DanluTrainerMixin, Trainer):
         if model.training and faults.active() and faults.nan_loss(self.state.global_step + 1):
             loss = loss * float("nan")
         if model.training:
-            self.loss_tokens += int(n_tokens)
+            self.count_loss_tokens(n_tokens)
             loss = self._add_method_loss(model, loss, n_tokens, num_items_in_batch)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None and self.accelerator.num_processes > 1:
             loss = loss * self.accelerator.num_processes  # DDP averages gradients over ranks

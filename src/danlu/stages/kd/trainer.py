@@ -42,16 +42,17 @@ class DistillTrainer(CausalLMTrainer):
         loss, sums = distill_loss(student, teacher, targets, temperature=self.kd.temperature, alpha=self.kd.alpha,
                                   denom=num_items_in_batch)
         if model.training:
-            self.loss_tokens += int(sums["n"])
+            self.count_loss_tokens(sums["n"])
             for key in self._kd_sums:
-                self._kd_sums[key] += float(sums[key])
+                value = sums[key]  # kept on the device until logged: no host sync per micro-batch
+                self._kd_sums[key] = self._kd_sums[key] + (value.detach() if torch.is_tensor(value) else value)
         n_proc = self.accelerator.num_processes
         if self.args.average_tokens_across_devices and num_items_in_batch is not None and n_proc > 1:
             loss = loss * n_proc  # DDP averages gradients over ranks
         return (loss, None) if return_outputs else loss
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
-        sums = self._kd_sums
+        sums = {k: float(v) for k, v in self._kd_sums.items()}
         if "loss" in logs and sums["n"]:
             logs["distill_kl"] = round(sums["kl_sum"] / sums["n"], 6)
             logs["distill_ce"] = round(sums["ce_sum"] / sums["n"], 6)

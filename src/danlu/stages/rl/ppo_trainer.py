@@ -171,7 +171,7 @@ class PPOTrainer(DanluTrainerMixin, Trainer):
         rewards = core.token_rewards(scores, kl, mask, ppo.kl_coef)
         advantages, returns = core.gae(rewards, values, mask, ppo.gamma, ppo.lam)
         advantages = core.masked_whiten(advantages, mask)
-        self.loss_tokens += int(mask.sum())
+        self.count_loss_tokens(mask.sum())
         self._record(reward=scores.mean().item(), kl=kl.sum(1).mean().item(), score_std=scores.std().item()
                      if len(scores) > 1 else 0.0, completion_length=mask.sum(1).float().mean().item(),
                      finished=finished.float().mean().item(), value=core.masked_mean(values, mask).item(), **means)

@@ -1,4 +1,5 @@
-"""CPU memory levers: the frozen base's storage dtype, and freed heap pages handed back to the OS."""
+"""Training levers: the frozen base's storage dtype, freed heap pages handed back to the OS,
+loss-token counting without a host sync."""
 
 from __future__ import annotations
 
@@ -48,3 +49,17 @@ def test_freed_heap_pages_go_back_to_the_os():
     assert release_free_heap()
     after = rss()
     assert len(keep) == 100 and before - after > 200 * 2**20, (before, after)
+
+
+def test_loss_tokens_are_counted_without_a_sync_and_read_once():
+    from danlu.train.trainer import DanluTrainerMixin
+
+    t = DanluTrainerMixin.__new__(DanluTrainerMixin)  # the counter only; no Trainer needed
+    t.count_loss_tokens(torch.tensor(5))
+    t.count_loss_tokens(torch.tensor(7))
+    t.count_loss_tokens(3)
+    assert t._tokens_dev is not None and t._tokens_host == 3  # tensors stay tensors until read
+    assert t.loss_tokens == 15 and t._tokens_dev is None
+    t.loss_tokens = 100  # a resumed run sets the count
+    t.count_loss_tokens(torch.tensor(1))
+    assert t.loss_tokens == 101
