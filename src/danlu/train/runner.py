@@ -25,7 +25,7 @@ import yaml
 import danlu
 from danlu.errors import DanluError, TrainingInterrupted, UnsafeFileError, UserError
 from danlu.train import checkpoint as ckpt
-from danlu.train import distributed
+from danlu.train import distributed, levers
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("metrics.jsonl", "data_report.json", "run_info.json", "tensorboard", "checkpoints", "adapter", "model")
@@ -82,6 +82,7 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
 def load_base(ctx):
     """The base model for the run's stage and method (quantised if the method says so)."""
     from danlu.models.load import load_model, storage_dtype
+    from danlu.train.levers import resolve_attention
 
     cfg, method, stage = ctx.config, ctx.config.method, ctx.config.stage_options()
     kwargs = dict(stage.model_kwargs(ctx))
@@ -94,7 +95,7 @@ def load_base(ctx):
         dtype=dtype,
         revision=cfg.model.revision,
         trust_remote_code=cfg.model.trust_remote_code,
-        attn_implementation=cfg.model.attn_implementation,
+        attn_implementation=resolve_attention(cfg.model.attn_implementation, ctx.precision),
         **kwargs,
     )
 
@@ -124,6 +125,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     stage.check(cfg)
     distributed.check(cfg)
     distributed.check_hardware(cfg)
+    levers.check(cfg)
     ctx.tokenizer = load_tokenizer(cfg.model.name_or_path, revision=cfg.model.revision,
                                    trust_remote_code=cfg.model.trust_remote_code)
     if stage.task == "causal_lm":
@@ -214,6 +216,8 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     for callback in callbacks or []:  # danlu sweep's pruning callback
         trainer.add_callback(callback)
     ctx.trainer = trainer
+    if "levers" in ctx.extra:
+        info["levers"] = ctx.extra["levers"]
     info["distributed"] = distributed.describe(trainer)
     if info["distributed"]["world_size"] > 1 or cfg.train.distributed != "none":
         log.info("distributed: %(engine)s over %(world_size)d process(es), backend %(backend)s", info["distributed"])
