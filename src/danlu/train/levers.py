@@ -159,6 +159,12 @@ def describe(cfg, model, *, packing: str) -> dict:
             "gradient_checkpointing": bool(t.gradient_checkpointing), "offload_activations": offload}
 
 
+def count_liger_modules(model) -> int:
+    """Modules Liger swapped a kernel into (it renames each one Liger*); 0 for a model type
+    Liger has no kernels for."""
+    return sum(1 for m in model.modules() if m._get_name().startswith("Liger"))
+
+
 def log_levers(info: dict) -> None:
     liger = ", ".join(info["liger_kernel"]) if info["liger_kernel"] else "off"
     log.info("attention %s, packing %s, Liger kernels %s, gradient checkpointing %s, activation offload %s",

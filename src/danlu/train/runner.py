@@ -227,6 +227,7 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     except Exception as exc:
         _raise_friendly(exc, resume_from)
         raise
+    _record_liger(info, trainer)
     if ctx.stopper.signal_name:
         latest = ckpt.latest_good_checkpoint(run_dir)
         raise TrainingInterrupted(
@@ -251,6 +252,17 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     if is_main:
         write_json(run_dir / "run_info.json", info)
     return RunResult(run_dir, artefact, info)
+
+
+def _record_liger(info: dict, trainer) -> None:
+    """How many modules run Liger kernels (applied by the Trainer when training starts)."""
+    if not (info.get("levers") or {}).get("liger_kernel"):
+        return
+    n = levers.count_liger_modules(trainer.model)
+    info["levers"]["liger_modules"] = n
+    if n == 0:
+        log.warning("train.liger_kernel is on but Liger has no kernels for model type %s; nothing was swapped",
+                    getattr(getattr(trainer.model, "config", None), "model_type", "?"))
 
 
 def _save(ctx, trainer) -> Path:
