@@ -224,7 +224,7 @@ def block_saved(arch: Arch, shape: MethodShape, num: Numerics, *, trains: bool, 
 @dataclass
 class Activations:
     blocks: float  # bytes saved by all blocks (or their checkpointed inputs)
-    recompute: float  # gradient checkpointing: one block's saved tensors, rebuilt in backward
+    recompute: float  # one block's saved tensors on the GPU in backward (rebuilt, or brought back from host)
     head: float  # final norm and the output layer's input
     per_block: list[float]  # bytes of each block (for the breakdown)
 
@@ -256,3 +256,14 @@ def activation_bytes(arch: Arch, shape: MethodShape, num: Numerics, *, batch: in
         inputs = arch.layers * tokens * arch.hidden * num.stream
         return Activations(inputs, max(per_block), head, per_block)
     return Activations(sum(per_block), 0.0, head, per_block)
+
+
+def offloaded(act: Activations, *, checkpointing: bool) -> tuple[Activations, float]:
+    """train.offload_activations on CUDA: (what stays on the GPU, bytes moved to host memory).
+    Checkpointed: each block's checkpointed input goes to pinned host memory (transformers'
+    offloaded checkpointing); the head's tensors and one recomputed block stay. Not
+    checkpointed: every saved tensor goes (save_on_cpu around the forward) and comes back one
+    op at a time in backward, bounded here by the largest block's saved tensors."""
+    if checkpointing:
+        return Activations(0.0, act.recompute, act.head, act.per_block), act.blocks
+    return Activations(0.0, max(act.per_block, default=0.0), 0.0, act.per_block), act.blocks + act.head
