@@ -125,3 +125,27 @@ def test_describe_records_what_the_run_uses():
     info = levers.describe(_cfg(offload_activations=True), model, packing="4D block-diagonal mask")
     assert info == {"attn_implementation": "sdpa", "packing": "4D block-diagonal mask", "liger_kernel": False,
                     "gradient_checkpointing": False, "offload_activations": "no-op on CPU"}
+
+
+def test_auto_flash_falls_back_to_sdpa_for_a_model_without_it(monkeypatch):
+    """An architecture transformers cannot run with flash-attention still loads under auto."""
+    from danlu.models import load as model_load
+    from danlu.train import runner
+
+    calls = []
+
+    def fake_load(name, *, attn_implementation="auto", **kw):
+        calls.append(attn_implementation)
+        if attn_implementation == "flash_attention_2":
+            raise ValueError("BertModel does not support Flash Attention 2.0 yet.")
+        return "model"
+
+    monkeypatch.setattr(levers, "resolve_attention", lambda requested, precision: "flash_attention_2")
+    monkeypatch.setattr(model_load, "load_model", fake_load)
+    ctx = type("Ctx", (), {"config": _cfg(), "precision": "bf16"})()
+    assert runner.load_base(ctx) == "model" and calls == ["flash_attention_2", "auto"]
+    ctx.config = _cfg(model={"attn_implementation": "eager"})
+    monkeypatch.setattr(levers, "resolve_attention", lambda requested, precision: requested)
+    monkeypatch.setattr(model_load, "load_model", lambda *a, **k: (_ for _ in ()).throw(ValueError("flash broke")))
+    with pytest.raises(ValueError):  # an explicit choice is never silently replaced
+        runner.load_base(ctx)

@@ -89,15 +89,17 @@ def load_base(ctx):
     kwargs.update(method.load_kwargs())
     dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model", precision=ctx.precision,
                           quantized="quantization_config" in kwargs)
-    return load_model(
-        cfg.model.name_or_path,
-        task=stage.task,
-        dtype=dtype,
-        revision=cfg.model.revision,
-        trust_remote_code=cfg.model.trust_remote_code,
-        attn_implementation=resolve_attention(cfg.model.attn_implementation, ctx.precision),
-        **kwargs,
-    )
+    attn = resolve_attention(cfg.model.attn_implementation, ctx.precision)
+    load = dict(task=stage.task, dtype=dtype, revision=cfg.model.revision,
+                trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+    try:
+        return load_model(cfg.model.name_or_path, attn_implementation=attn, **load)
+    except (ValueError, ImportError) as exc:
+        if attn == cfg.model.attn_implementation or "flash" not in str(exc).lower():
+            raise
+        # auto chose flash-attention, which this architecture does not support: transformers' default
+        log.info("flash-attention cannot run %s (%s); using sdpa", cfg.model.name_or_path, str(exc).splitlines()[0])
+        return load_model(cfg.model.name_or_path, attn_implementation="auto", **load)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
