@@ -80,7 +80,7 @@ def numerics(spec) -> Numerics:
         stream = 2
     return Numerics(device=spec.device, autocast=low and not pure16, stream=stream, act=2 if low else 4,
                     mask=4 if spec.device == "cpu" else 1, attn=spec.attn,
-                    mask_4d=spec.attn != "flash_attention_2")
+                    mask_4d=spec.attn != "flash_attention_2", liger=spec.liger and spec.device == "cuda")
 
 
 # ---- persistent terms ----------------------------------------------------------------------------

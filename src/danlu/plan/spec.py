@@ -28,6 +28,7 @@ class RunSpec:
     packing: bool = True
     gradient_checkpointing: bool = False
     offload_activations: bool = False  # train.offload_activations: saved activations in host memory (CUDA)
+    liger: bool = False  # Liger's RMSNorm / RoPE / SwiGLU kernels (train.liger_kernel, CUDA)
     optimizer: str = "adamw"
     precision: str = "bf16"  # compute precision, resolved: fp32 | bf16 | fp16
     weight_dtype: str = "auto"  # model.dtype
@@ -90,6 +91,7 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
         weight_dtype=cfg.model.dtype, attn=planned_attention(cfg.model.attn_implementation, device, prec),
         device=device, epochs=t.epochs, max_steps=t.max_steps,
         offload_activations=bool(getattr(t, "offload_activations", False)) and device == "cuda",
+        liger=device == "cuda" and planned_liger(cfg),
     )
     if fused_loss_applies(cfg, arch):
         from danlu.train.fused_ce import loss_chunk
@@ -110,6 +112,13 @@ def planned_attention(requested: str, device: str, precision: str) -> str:
     if device == "cuda" and precision in ("bf16", "fp16") and cuda_available() and flash_attn_installed():
         return "flash_attention_2"
     return "sdpa"
+
+
+def planned_liger(cfg) -> bool:
+    """train.liger_kernel as `danlu train` resolves it here (auto: CUDA and liger-kernel installed)."""
+    from danlu.train.levers import liger_enabled
+
+    return liger_enabled(cfg)
 
 
 FUSED_STAGES = ("sft", "pretrain")  # stages whose trainer is CausalLMTrainer

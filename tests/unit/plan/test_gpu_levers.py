@@ -76,3 +76,26 @@ def test_offload_with_checkpointing_moves_the_block_inputs():
     assert ck.term("activations") - off.term("activations") == pytest.approx(inputs)
     assert off.term("recompute") == ck.term("recompute")  # the block being rebuilt stays on the GPU
     assert off.peak_bytes < ck.peak_bytes
+
+
+def test_liger_saves_the_norm_inputs_as_they_are_and_no_swiglu_product():
+    a = resolve_arch(QWEN15)
+    s = spec()
+    plain = activation_bytes(a, s.shape, Numerics(mask_4d=False, attn="flash_attention_2"), batch=4, seq=1024,
+                             checkpointing=False)
+    liger = activation_bytes(a, s.shape, Numerics(mask_4d=False, attn="flash_attention_2", liger=True), batch=4,
+                             seq=1024, checkpointing=False)
+    tokens = 4 * 1024
+    # per block: two RMSNorms save a bf16 input (2 B) instead of an fp32 copy (4 B); SwiGLU drops act (bf16)
+    per_block = tokens * (2 * a.hidden * (4 - 2) + a.intermediate * 2)
+    first_norm = tokens * a.hidden * (4 - 2)  # block 0's first norm: its input (the embeddings) needs no gradient
+    assert plain.blocks - liger.blocks == pytest.approx(a.layers * per_block - first_norm)
+    assert plain.head - liger.head == pytest.approx(tokens * a.hidden * (4 - 2))  # the final norm
+
+
+def test_liger_is_planned_as_train_resolves_it(monkeypatch):
+    assert spec_from_config(_config(), device="cuda").liger is False  # auto: no CUDA / liger-kernel here
+    assert spec_from_config(_config(liger_kernel=True), device="cuda").liger is True
+    assert spec_from_config(_config(liger_kernel=True), device="cpu").liger is False
+    on = estimate_memory(spec(liger=True)).term("activations")
+    assert on < estimate_memory(spec()).term("activations")
