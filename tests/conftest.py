@@ -81,3 +81,17 @@ def tiny_config(tmp_path: Path, data_file: Path, **sections) -> Path:
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run only where CUDA is (bash bench/gpu_check.sh on a GPU machine)."""
+    if not any("gpu" in item.keywords for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

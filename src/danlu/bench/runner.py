@@ -102,7 +102,7 @@ def run_danlu(cfg, text: Path, work: Path, lr: float) -> dict:
             "trainable_params": info.get("trainable_params"), "total_params": info.get("total_params"),
             "peak_cuda_bytes": (info.get("peak_memory") or {}).get("cuda_max_allocated"),
             "peak_rss_bytes": rss, "wall_s": wall, "precision": info.get("precision"),
-            "gradient_checkpointing": resolved["train"].get("gradient_checkpointing")}
+            "gradient_checkpointing": resolved["train"].get("gradient_checkpointing"), "levers": info.get("levers")}
 
 
 def _model_path(cfg) -> str:
@@ -125,7 +125,8 @@ def summarise(side: dict, peak: dict, n_base: int) -> dict:
     return {"tokens_per_s": tps, "peak_memory_bytes": mem, "peak_rss_bytes": side["peak_rss_bytes"],
             "final_loss": side["final_loss"], "loss_tokens": side.get("loss_tokens"), "runtime_s": side.get("runtime_s"),
             "mfu": (tps * flops / best) if tps else None, "precision": side.get("precision"),
-            "gradient_checkpointing": side.get("gradient_checkpointing")}
+            "gradient_checkpointing": side.get("gradient_checkpointing"),
+            **({"levers": side["levers"]} if side.get("levers") else {})}
 
 
 SEED_PRECISIONS = ("as-written", "fp32")

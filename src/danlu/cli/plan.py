@@ -96,7 +96,7 @@ def _print_plan(p) -> None:
     con.print(f"{verdict}: needs {_gib(need)} of {_gib(p.device.memory_bytes)}"
               + (" (peak + CUDA context + fragmentation)" if p.device.kind == "cuda" else ""))
     if m.host_bytes:
-        con.print(f"CPU memory for offloaded states: {_gib(m.host_bytes)}")
+        con.print(f"CPU memory for offloaded states and activations: {_gib(m.host_bytes)}")
     for note in m.notes + p.time.notes:
         con.print(f"  note: {note}")
     _print_time(con, p)

@@ -25,7 +25,8 @@ class ModelConfig(StrictModel):
         "auto", description="Storage dtype of frozen weights. auto: bf16 on GPUs that support it and on CPUs that compute in bf16 (not under a quantised base), else fp32."
     )
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
-        "auto", description="Attention kernel; auto picks sdpa (flash_attention_2 when installed on CUDA)."
+        "auto", description="Attention kernel. auto: flash_attention_2 on CUDA when flash-attn is installed and "
+        "compute is bf16/fp16 (packing is then padding-free varlen), else sdpa."
     )
 
 
@@ -62,7 +63,8 @@ class DataConfig(StrictModel):
         "truncate", description="Sample longer than train.max_length: truncate, drop, or error."
     )
     packing: bool = Field(
-        True, description="Pack samples into rows with a block-diagonal mask (no cross-sample attention, no padding)."
+        True, description="Pack samples with no padding and no attention across samples: varlen rows under "
+        "flash-attention, rows with a block-diagonal mask under sdpa/eager."
     )
     max_samples: int | None = Field(None, ge=1, description="Use at most this many training rows (after reading).")
     shuffle_seed: int | None = Field(None, description="Seed for the eval_split; defaults to train.seed.")
@@ -101,6 +103,14 @@ class TrainConfig(StrictModel):
         description="Compute precision. auto: bf16 autocast on GPUs and CPUs with native bf16 (AMX/AVX512-BF16), else fp32.",
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    offload_activations: bool = Field(
+        False, description="CUDA: keep saved activations in pinned CPU memory until backward (with gradient "
+        "checkpointing: each block's checkpointed input). Less GPU memory, slower steps. No effect on CPU.",
+    )
+    liger_kernel: bool | Auto = Field(
+        "auto", description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) for sft/pretrain. auto: on with a CUDA GPU "
+        "and liger-kernel installed (pip install 'danlu[gpu]'); true: required (error without them).",
+    )
     group_by_length: bool = Field(
         False, description="Without packing: batch samples of similar length together (less padding; order less random)."
     )

@@ -10,7 +10,13 @@ token, and `labels` only so the Trainer can count loss tokens for gradient accum
   so no token attends across a sample boundary (restarted positions alone do not isolate
   samples with sdpa/eager attention: measured). Same samples per step as padding, never more
   token slots than padding, and the masked attention of a row stays O(longest²), not
-  O(max_length²)."""
+  O(max_length²).
+- VarlenCollator (flash-attention models only): the micro-batch's samples concatenated into
+  one row (1, N), no padding and no attention mask; position ids restart per sample, and the
+  sample boundaries go to flash-attention's varlen kernel as `cu_seq_lens_q/k` (int32, S+1)
+  and `max_length_q/k` (Python ints: no device sync). transformers passes these keys down to
+  its flash-attention path only; sdpa/eager would ignore them and attend across samples, so
+  `packing_collator` picks this collator only for a flash-attention model."""
 
 from __future__ import annotations
 
@@ -90,3 +96,35 @@ class PackingCollator:
             mask[r, 0, pad, pad] = True  # pad rows attend to themselves: no all-masked row, no NaN
         return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "labels": labels,
                 "shift_labels": shift}
+
+
+class VarlenCollator:
+    """Padding-free packing for flash-attention: one row, boundaries as cu_seq_lens."""
+
+    def __call__(self, features: list[dict]) -> dict:
+        lengths = [len(f["input_ids"]) for f in features]
+        ids = torch.tensor([t for f in features for t in f["input_ids"]], dtype=torch.long)[None]  # (1, N)
+        labels = torch.tensor([t for f in features for t in f["labels"]], dtype=torch.long)[None]
+        shift = torch.tensor([t for f in features for t in _shifted(list(f["labels"]))], dtype=torch.long)[None]
+        pos = torch.cat([torch.arange(n) for n in lengths])[None]
+        cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+        cu[1:] = torch.tensor(lengths).cumsum(0)
+        longest = max(lengths)
+        return {"input_ids": ids, "position_ids": pos, "labels": labels, "shift_labels": shift,
+                "cu_seq_lens_q": cu, "cu_seq_lens_k": cu.clone(), "max_length_q": longest, "max_length_k": longest}
+
+
+def is_flash_attention(model) -> bool:
+    """True when the model's attention is a flash-attention kernel (flash_attention_2/3 or a
+    hub flash kernel): the one case where transformers reads cu_seq_lens / max_length."""
+    cfg = getattr(model, "config", None)
+    impl = getattr(cfg, "_attn_implementation", None) or ""
+    return "flash" in impl
+
+
+def packing_collator(pad_token_id: int, max_length: int, model):
+    """The packing collator for this model: varlen rows for flash-attention, else rows with a
+    4D block-diagonal mask (sdpa, eager)."""
+    if is_flash_attention(model):
+        return VarlenCollator()
+    return PackingCollator(pad_token_id, max_length)

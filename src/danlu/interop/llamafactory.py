@@ -38,6 +38,7 @@ SIMPLE: dict[str, tuple[str, type]] = {
     "warmup_steps": ("train.warmup_steps", int),
     "weight_decay": ("train.weight_decay", float),
     "max_grad_norm": ("train.max_grad_norm", float),
+    "enable_liger_kernel": ("train.liger_kernel", bool),
     "seed": ("train.seed", int),
     "full_determinism": ("train.deterministic", bool),
     "dataloader_num_workers": ("train.num_workers", int),
@@ -60,7 +61,6 @@ NOT_NEEDED = {
 NO_EQUIVALENT = {
     "deepspeed": "danlu's config has no deepspeed key; ZeRO runs through an accelerate config at launch",
     "use_unsloth": "danlu does not patch models with Unsloth kernels",
-    "enable_liger_kernel": "no liger-kernel switch in danlu's config yet",
     "neftune_noise_alpha": "NEFTune noise is not implemented in danlu",
     "adapter_name_or_path": "continuing from an existing adapter is not a config key in danlu",
     "tokenized_path": "danlu tokenises on every run (no saved tokenised dataset)",
@@ -410,6 +410,15 @@ def _gradient_checkpointing(value, lf, out: Conversion, key: str) -> None:
     out.set("train.gradient_checkpointing", on, key, value)
 
 
+def _unsloth_gc(value, lf, out: Conversion, key: str) -> None:
+    """Unsloth's gradient checkpointing keeps the checkpointed activations in CPU memory."""
+    if value:
+        out.set("train.gradient_checkpointing", True, key, value)
+        out.set("train.offload_activations", True, key, value)
+    else:
+        out.not_needed.append(f"{key}: {_show(value)} — off")
+
+
 def _resume(value, lf, out: Conversion, key: str) -> None:
     if value is True or value == "auto":
         out.set("train.resume", "auto", key, value)
@@ -425,7 +434,7 @@ HANDLERS = {
     "flash_attn": _flash_attn, "val_size": _val_size, "eval_strategy": _eval_strategy,
     "evaluation_strategy": _eval_strategy, "packing": _packing, "neat_packing": _packing,
     "gradient_checkpointing": _gradient_checkpointing, "disable_gradient_checkpointing": _gradient_checkpointing,
-    "resume_from_checkpoint": _resume,
+    "resume_from_checkpoint": _resume, "use_unsloth_gc": _unsloth_gc,
 }
 
 

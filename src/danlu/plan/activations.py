@@ -27,6 +27,7 @@ class Numerics:
     mask: int = 1  # dropout masks: bool on CUDA; a float noise tensor on CPU
     attn: str = "sdpa"  # sdpa | eager | flash_attention_2
     mask_4d: bool = True  # a (B, 1, L, L) mask reaches attention (packing, or padding with sdpa/eager)
+    liger: bool = False  # Liger's RMSNorm (saves its input as is + rstd) and SwiGLU (saves gate and up only)
 
 
 @dataclass
@@ -72,6 +73,11 @@ class BlockWalk:
         if self.a.family.norm_bias:
             if x.grad or self.trains:
                 self.s.add(x.name, dim, x.nbytes)
+            return T(f"{tag}.out", x.nbytes, x.grad or self.trains)
+        if self.n.liger:  # one kernel: its input in its own dtype and the fp32 rstd, whatever trains
+            if x.grad or self.trains:
+                self.s.add(x.name, dim, x.nbytes)
+                self.s.add(f"{tag}.rstd", 1, 4)
             return T(f"{tag}.out", x.nbytes, x.grad or self.trains)
         if x.grad:
             self.s.add(x.name if x.nbytes == 4 else f"{tag}.x32", dim, 4)
@@ -163,6 +169,11 @@ class BlockWalk:
             if gate.grad:
                 s.add(gate.name, i, gate.nbytes)  # SiLU saves its input
         act = T("mlp.act", gate.nbytes, gate.grad)
+        if self.n.liger and f.mlp == "gated":  # Liger's SiLU-and-multiply saves gate and up, recomputes act
+            if gate.grad or up.grad:
+                s.add(gate.name, i, gate.nbytes)
+                s.add(up.name, i, up.nbytes)
+            return self.linear(by["down_proj"], T("mlp.prod", act.nbytes, act.grad or up.grad))
         if up.grad:
             s.add(act.name, i, act.nbytes)  # act × up saves act for up's gradient ...
         if act.grad and f.mlp == "gated":
@@ -224,7 +235,7 @@ def block_saved(arch: Arch, shape: MethodShape, num: Numerics, *, trains: bool, 
 @dataclass
 class Activations:
     blocks: float  # bytes saved by all blocks (or their checkpointed inputs)
-    recompute: float  # gradient checkpointing: one block's saved tensors, rebuilt in backward
+    recompute: float  # one block's saved tensors on the GPU in backward (rebuilt, or brought back from host)
     head: float  # final norm and the output layer's input
     per_block: list[float]  # bytes of each block (for the breakdown)
 
@@ -248,11 +259,22 @@ def activation_bytes(arch: Arch, shape: MethodShape, num: Numerics, *, batch: in
         nbytes, grad = walks[key]
         per_block.append(nbytes)
     head = 2.0 * tokens * arch.head_dim * 4 if not arch.is_encoder else 0.0  # RoPE cos and sin, shared
-    if grad:  # the final norm saves its input; the output layer saves its (gathered) input when it trains
-        head += tokens * arch.hidden * 4
+    if grad:  # the final norm saves its input (fp32 copy; Liger: as is); the output layer's input when it trains
+        head += tokens * arch.hidden * (num.stream if num.liger else 4)
     if shape.embeddings_train:
         head += tokens * arch.hidden * (4 + (2 if num.autocast else num.stream))
     if checkpointing:
         inputs = arch.layers * tokens * arch.hidden * num.stream
         return Activations(inputs, max(per_block), head, per_block)
     return Activations(sum(per_block), 0.0, head, per_block)
+
+
+def offloaded(act: Activations, *, checkpointing: bool) -> tuple[Activations, float]:
+    """train.offload_activations on CUDA: (what stays on the GPU, bytes moved to host memory).
+    Checkpointed: each block's checkpointed input goes to pinned host memory (transformers'
+    offloaded checkpointing); the head's tensors and one recomputed block stay. Not
+    checkpointed: every saved tensor goes (save_on_cpu around the forward) and comes back one
+    op at a time in backward, bounded here by the largest block's saved tensors."""
+    if checkpointing:
+        return Activations(0.0, act.recompute, act.head, act.per_block), act.blocks
+    return Activations(0.0, max(act.per_block, default=0.0), 0.0, act.per_block), act.blocks + act.head

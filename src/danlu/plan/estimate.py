@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from danlu.plan.activations import Numerics, activation_bytes
+from danlu.plan.activations import Numerics, activation_bytes, offloaded
 from danlu.plan.calibration import calibration
 from danlu.plan.stages import stage_shape
 
@@ -48,7 +48,7 @@ class MemoryEstimate:
     peak_phase: str
     phases: dict[str, int]
     device_need_bytes: int  # peak + CUDA context + allocator fragmentation (GPU); = peak on CPU
-    host_bytes: int = 0  # CPU memory for offloaded ZeRO states
+    host_bytes: int = 0  # CPU memory for offloaded ZeRO states and offloaded activations
     notes: list[str] = field(default_factory=list)
 
     def term(self, key: str) -> float:
@@ -80,7 +80,7 @@ def numerics(spec) -> Numerics:
         stream = 2
     return Numerics(device=spec.device, autocast=low and not pure16, stream=stream, act=2 if low else 4,
                     mask=4 if spec.device == "cpu" else 1, attn=spec.attn,
-                    mask_4d=spec.attn != "flash_attention_2")
+                    mask_4d=spec.attn != "flash_attention_2", liger=spec.liger and spec.device == "cuda")
 
 
 # ---- persistent terms ----------------------------------------------------------------------------
@@ -266,10 +266,19 @@ def estimate_memory(spec) -> MemoryEstimate:
     rows = spec.batch_size * st.rows
     act = activation_bytes(arch, shape, num, batch=rows, seq=spec.max_length, checkpointing=spec.gradient_checkpointing)
     ckpt = "checkpointed block inputs" if spec.gradient_checkpointing else "all blocks"
+    if spec.offload_activations and spec.device == "cuda":
+        act, moved = offloaded(act, checkpointing=spec.gradient_checkpointing)
+        host += moved
+        ckpt += ", offloaded to host memory"
+        offload_note = (f"activation offload: {gb(moved)} copied to pinned host memory and back each micro-batch "
+                        "(PCIe transfers on the compute stream: slower steps)")
+    else:
+        offload_note = None
     terms.append(Term("activations", act.blocks + act.head,
                       f"{rows} rows × {spec.max_length} tokens, {arch.layers} blocks ({ckpt}), {num.attn}"))
     if act.recompute:
-        terms.append(Term("recompute", act.recompute, "one block's activations rebuilt during backward"))
+        back = "rebuilt" if spec.gradient_checkpointing else "brought back from host memory"
+        terms.append(Term("recompute", act.recompute, f"one block's activations {back} during backward"))
     lf, lb, ldetail = logits_bytes(spec, st, num, rows)
     terms.append(Term("logits", lb, ldetail))
     terms += runtime_terms(spec)
@@ -278,7 +287,7 @@ def estimate_memory(spec) -> MemoryEstimate:
     peak = phases[phase]
     cal = calibration()
     need = peak if spec.device == "cpu" else peak * (1 + cal.cuda_fragmentation) + cal.cuda_context_bytes
-    notes = list(shape.notes) + list(st.notes)
+    notes = list(shape.notes) + list(st.notes) + ([offload_note] if offload_note else [])
     if spec.optimizer == "paged_adamw_8bit":
         notes.append("paged optimizer states can spill to CPU memory under pressure instead of failing")
     return MemoryEstimate(terms, int(peak), phase, {k: int(v) for k, v in phases.items()}, int(need), int(host), notes)
@@ -295,8 +304,10 @@ def _phases(spec, terms: list[Term], act, lf: float, lb: float, extra_transient:
     cache = total("autocast")
     acts = act.blocks + act.head
     head_grad = 4.0 * spec.arch.lm_head_matrix if spec.shape.embeddings_train and not accumulating else 0.0
+    # offload without checkpointing: the block being computed keeps its tensors until they are copied out
+    working = act.recompute if spec.offload_activations and not spec.gradient_checkpointing else 0.0
     phases = {
-        "forward end": held + accumulating + cache + acts + lf + extra_transient,
+        "forward end": held + accumulating + cache + acts + working + lf + extra_transient,
         "backward start": held + accumulating + (0 if spec.gradient_checkpointing else cache) + acts + lb,
         "backward end": held + grads + act.recompute + head_grad,
         "optimizer step": held + grads + optimizer_step_transient(spec, stage_shape(spec)),

@@ -39,6 +39,7 @@ class Plan:
             "run": {"method": s.method_name, "stage": s.stage, "trainable_params": s.shape.trainable,
                     "batch_size": s.batch_size, "grad_accum": s.grad_accum, "max_length": s.max_length,
                     "packing": s.packing, "fused_loss": s.fused_loss, "gradient_checkpointing": s.gradient_checkpointing,
+                    "offload_activations": s.offload_activations, "liger_kernel": s.liger,
                     "optimizer": s.optimizer, "precision": s.precision, "attn_implementation": s.attn,
                     "strategy": s.strategy, "offload": s.offload, "epochs": s.epochs, "max_steps": s.max_steps},
             "memory": self.memory.to_dict(),

@@ -27,6 +27,8 @@ class RunSpec:
     max_length: int = 1024
     packing: bool = True
     gradient_checkpointing: bool = False
+    offload_activations: bool = False  # train.offload_activations: saved activations in host memory (CUDA)
+    liger: bool = False  # Liger's RMSNorm / RoPE / SwiGLU kernels (train.liger_kernel, CUDA)
     optimizer: str = "adamw"
     precision: str = "bf16"  # compute precision, resolved: fp32 | bf16 | fp16
     weight_dtype: str = "auto"  # model.dtype
@@ -86,8 +88,10 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
         stage_options=cfg.stage_options(), batch_size=t.batch_size, grad_accum=t.grad_accum,
         max_length=t.max_length, packing=cfg.data.packing and supports_packing,
         gradient_checkpointing=t.gradient_checkpointing, optimizer=t.optimizer, precision=prec,
-        weight_dtype=cfg.model.dtype, attn="sdpa" if cfg.model.attn_implementation == "auto" else
-        cfg.model.attn_implementation, device=device, epochs=t.epochs, max_steps=t.max_steps,
+        weight_dtype=cfg.model.dtype, attn=planned_attention(cfg.model.attn_implementation, device, prec),
+        device=device, epochs=t.epochs, max_steps=t.max_steps,
+        offload_activations=bool(getattr(t, "offload_activations", False)) and device == "cuda",
+        liger=device == "cuda" and planned_liger(cfg),
     )
     if fused_loss_applies(cfg, arch):
         from danlu.train.fused_ce import loss_chunk
@@ -95,6 +99,26 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
         kwargs.update(fused_loss=True, loss_chunk=loss_chunk(arch.vocab))
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     return RunSpec(**kwargs)
+
+
+def planned_attention(requested: str, device: str, precision: str) -> str:
+    """model.attn_implementation as `danlu train` resolves it on this machine: auto is
+    flash_attention_2 (varlen packing, no L×L mask) on CUDA with flash-attn installed and
+    16-bit compute, else sdpa (packing with a 4D block mask)."""
+    if requested != "auto":
+        return requested
+    from danlu.train.levers import cuda_available, flash_attn_installed
+
+    if device == "cuda" and precision in ("bf16", "fp16") and cuda_available() and flash_attn_installed():
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def planned_liger(cfg) -> bool:
+    """train.liger_kernel as `danlu train` resolves it here (auto: CUDA and liger-kernel installed)."""
+    from danlu.train.levers import liger_enabled
+
+    return liger_enabled(cfg)
 
 
 FUSED_STAGES = ("sft", "pretrain")  # stages whose trainer is CausalLMTrainer

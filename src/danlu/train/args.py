@@ -6,7 +6,7 @@ import dataclasses
 
 from transformers import TrainingArguments
 
-from danlu.train import distributed
+from danlu.train import distributed, levers
 
 OPTIMIZERS = {
     "adamw": "adamw_torch",
@@ -52,7 +52,7 @@ def training_arguments(ctx, *, has_eval: bool, cls=TrainingArguments, **extra):
         bf16=ctx.precision == "bf16",
         fp16=ctx.precision == "fp16",
         gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        gradient_checkpointing_kwargs=levers.checkpointing_kwargs(cfg),
         report_to=[r for r in t.report_to if r != "tensorboard"] or "none",
         remove_unused_columns=False,
         dataloader_num_workers=t.num_workers,

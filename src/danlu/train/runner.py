@@ -25,7 +25,7 @@ import yaml
 import danlu
 from danlu.errors import DanluError, TrainingInterrupted, UnsafeFileError, UserError
 from danlu.train import checkpoint as ckpt
-from danlu.train import distributed
+from danlu.train import distributed, levers
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("metrics.jsonl", "data_report.json", "run_info.json", "tensorboard", "checkpoints", "adapter", "model")
@@ -82,21 +82,24 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
 def load_base(ctx):
     """The base model for the run's stage and method (quantised if the method says so)."""
     from danlu.models.load import load_model, storage_dtype
+    from danlu.train.levers import resolve_attention
 
     cfg, method, stage = ctx.config, ctx.config.method, ctx.config.stage_options()
     kwargs = dict(stage.model_kwargs(ctx))
     kwargs.update(method.load_kwargs())
     dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model", precision=ctx.precision,
                           quantized="quantization_config" in kwargs)
-    return load_model(
-        cfg.model.name_or_path,
-        task=stage.task,
-        dtype=dtype,
-        revision=cfg.model.revision,
-        trust_remote_code=cfg.model.trust_remote_code,
-        attn_implementation=cfg.model.attn_implementation,
-        **kwargs,
-    )
+    attn = resolve_attention(cfg.model.attn_implementation, ctx.precision)
+    load = dict(task=stage.task, dtype=dtype, revision=cfg.model.revision,
+                trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+    try:
+        return load_model(cfg.model.name_or_path, attn_implementation=attn, **load)
+    except (ValueError, ImportError) as exc:
+        if attn == cfg.model.attn_implementation or "flash" not in str(exc).lower():
+            raise
+        # auto chose flash-attention, which this architecture does not support: transformers' default
+        log.info("flash-attention cannot run %s (%s); using sdpa", cfg.model.name_or_path, str(exc).splitlines()[0])
+        return load_model(cfg.model.name_or_path, attn_implementation="auto", **load)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -124,6 +127,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     stage.check(cfg)
     distributed.check(cfg)
     distributed.check_hardware(cfg)
+    levers.check(cfg)
     ctx.tokenizer = load_tokenizer(cfg.model.name_or_path, revision=cfg.model.revision,
                                    trust_remote_code=cfg.model.trust_remote_code)
     if stage.task == "causal_lm":
@@ -214,6 +218,8 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     for callback in callbacks or []:  # danlu sweep's pruning callback
         trainer.add_callback(callback)
     ctx.trainer = trainer
+    if "levers" in ctx.extra:
+        info["levers"] = ctx.extra["levers"]
     info["distributed"] = distributed.describe(trainer)
     if info["distributed"]["world_size"] > 1 or cfg.train.distributed != "none":
         log.info("distributed: %(engine)s over %(world_size)d process(es), backend %(backend)s", info["distributed"])
@@ -223,6 +229,7 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     except Exception as exc:
         _raise_friendly(exc, resume_from)
         raise
+    _record_liger(info, trainer)
     if ctx.stopper.signal_name:
         latest = ckpt.latest_good_checkpoint(run_dir)
         raise TrainingInterrupted(
@@ -247,6 +254,17 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     if is_main:
         write_json(run_dir / "run_info.json", info)
     return RunResult(run_dir, artefact, info)
+
+
+def _record_liger(info: dict, trainer) -> None:
+    """How many modules run Liger kernels (applied by the Trainer when training starts)."""
+    if not (info.get("levers") or {}).get("liger_kernel"):
+        return
+    n = levers.count_liger_modules(trainer.model)
+    info["levers"]["liger_modules"] = n
+    if n == 0:
+        log.warning("train.liger_kernel is on but Liger has no kernels for model type %s; nothing was swapped",
+                    getattr(getattr(trainer.model, "config", None), "model_type", "?"))
 
 
 def _save(ctx, trainer) -> Path:

@@ -73,6 +73,15 @@ class DanluTrainerMixin:
         self.optimizer = cls(groups, **{k: v for k, v in kwargs.items() if k != "lr"})
         return self.optimizer
 
+    # ---- activation offload (train.offload_activations without checkpointing) -------------
+    def compute_loss_context_manager(self):
+        stack = super().compute_loss_context_manager()
+        if self.danlu is not None and self.model.training:
+            from danlu.train.levers import forward_offload_context
+
+            stack.enter_context(forward_offload_context(self.danlu.config))
+        return stack
+
     # ---- NaN / inf guard --------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -218,22 +227,20 @@ def quiet(trainer) -> None:
 
 
 def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=CausalLMTrainer, collator=None):
-    from danlu.data.collate import PackingCollator, PaddingCollator
     from danlu.train.args import training_arguments
     from danlu.train.callbacks import standard_callbacks
+    from danlu.train.levers import describe, liger_arguments, log_levers
 
     cfg = ctx.config
-    pad = ctx.tokenizer.pad_token_id
     if collator is None:
-        packing = cfg.data.packing and cfg.method.supports_packing
-        if cfg.data.packing and not packing:
-            log.info("method %s does not support packing; padding each sample instead", cfg.method.name)
-        collator = PackingCollator(pad, cfg.train.max_length) if packing else PaddingCollator(pad)
+        collator = choose_collator(ctx)
+    ctx.extra["levers"] = describe(cfg, ctx.model, packing=packing_kind(collator))
+    log_levers(ctx.extra["levers"])
     trainer_cls = type(trainer_cls.__name__, (trainer_cls,), {"danlu_method": cfg.method,
                                                               "danlu_fused_loss": cfg.train.fused_loss})
     trainer = trainer_cls(
         model=ctx.model,
-        args=training_arguments(ctx, has_eval=eval_dataset is not None),
+        args=training_arguments(ctx, has_eval=eval_dataset is not None, **liger_arguments(cfg)),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         data_collator=collator,
@@ -244,3 +251,22 @@ def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=Causal
     quiet(trainer)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return trainer
+
+
+def choose_collator(ctx):
+    """Packing (varlen rows under flash-attention, a 4D block mask otherwise) or padding."""
+    from danlu.data.collate import PaddingCollator, packing_collator
+
+    cfg, pad = ctx.config, ctx.tokenizer.pad_token_id
+    packing = cfg.data.packing and cfg.method.supports_packing
+    if cfg.data.packing and not packing:
+        log.info("method %s does not support packing; padding each sample instead", cfg.method.name)
+    return packing_collator(pad, cfg.train.max_length, ctx.model) if packing else PaddingCollator(pad)
+
+
+def packing_kind(collator) -> str:
+    from danlu.data.collate import PackingCollator, PaddingCollator, VarlenCollator
+
+    kinds = {VarlenCollator: "varlen (flash-attention, no mask)", PackingCollator: "4D block-diagonal mask",
+             PaddingCollator: "none (padding)"}
+    return kinds.get(type(collator), type(collator).__name__)

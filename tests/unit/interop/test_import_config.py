@@ -123,3 +123,12 @@ def test_cli_in_process(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["import-config", str(tmp_path / "missing.yaml")])
     assert exc.value.code == 2 and "config file not found" in capsys.readouterr().err
+
+
+def test_liger_and_unsloth_offloaded_checkpointing_map_to_the_gpu_levers():
+    conv = convert({"model_name_or_path": "Qwen/Qwen2.5-0.5B", "stage": "sft", "finetuning_type": "lora",
+                    "dataset": "alpaca_en_demo", "enable_liger_kernel": True, "use_unsloth_gc": True})
+    t = conv.config["train"]
+    assert t["liger_kernel"] is True
+    assert t["gradient_checkpointing"] is True and t["offload_activations"] is True
+    assert any(m.startswith("use_unsloth_gc: True → train.offload_activations") for m in conv.mapped)
