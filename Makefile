@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 
 # The web UI in headless Chromium (Debian's chromium + Playwright's Python package); screenshots in test-artefacts/browser/.
 test-browser: $(STAMP)
-	@test -x /usr/bin/chromium || sudo apt-get install -y chromium
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 	$(BIN)/python -m pip install -q -e ".[browser]"
 	$(BIN)/python -m pytest -q -m browser tests/browser
 

@@ -65,6 +65,9 @@ def _model_of(ann) -> type[BaseModel] | None:
     return None
 
 
+BOOL_CHOICES = ["true", "false"]
+
+
 def classify(ann) -> dict:
     """The widget kind of a type annotation and what it needs (choices, item type ...)."""
     origin, args = _args(ann)
@@ -75,6 +78,8 @@ def classify(ann) -> dict:
     info = {"optional": optional}
     if not others:
         return {**info, "kind": "choice", "choices": literals}
+    if others == [bool] and literals:  # `bool | "auto"`: a three-way choice, not a checkbox that loses auto
+        return {**info, "kind": "choice", "choices": [*literals, *BOOL_CHOICES]}
     if others == [bool]:
         return {**info, "kind": "bool"}
     lists = [a for a in others if typing.get_origin(a) is list]
@@ -177,6 +182,8 @@ def to_widget(spec: FieldSpec, value):
         return ", ".join(str(v) for v in items)
     if spec.kind == "yaml":
         return yaml.safe_dump(value, allow_unicode=True, default_flow_style=True).strip()
+    if isinstance(value, bool) and spec.kind == "choice":
+        return "true" if value else "false"
     if spec.kind in ("text", "auto_number", "choice"):
         return str(value) if spec.kind != "choice" or value is not None else ""
     return value
@@ -214,7 +221,10 @@ def _parse(spec: FieldSpec, raw):
         return items[0] if spec.single_ok and len(items) == 1 else items
     if spec.kind == "yaml":
         return yaml.safe_load(str(raw))
-    return str(raw).strip()
+    text = str(raw).strip()
+    if spec.kind == "choice" and spec.choices[-2:] == BOOL_CHOICES and text in BOOL_CHOICES:
+        return text == "true"  # the bool half of a `bool | "auto"` choice
+    return text
 
 
 def _whole(x: float) -> int:

@@ -38,7 +38,17 @@ CONFIGS = [
      "method": {"name": "full"}, "train": {"epochs": 2, "lr_scheduler": "cosine"}, "output_dir": "runs/b"},
     {"model": {"name_or_path": "builtin:tiny"}, "data": {"train": "data/qa.jsonl"}, "method": {"name": "qlora"},
      "output_dir": "runs/c"},
+    {"model": {"name_or_path": "builtin:tiny"}, "data": {"train": "data/qa.jsonl"}, "method": {"name": "lora"},
+     "train": {"liger_kernel": False}, "output_dir": "runs/d"},  # `bool | auto`: false is not auto
 ]
+
+
+@pytest.mark.parametrize("value, widget", [("auto", "auto"), (True, "true"), (False, "false")])
+def test_bool_or_auto_is_a_three_way_choice(specs, value, widget):
+    spec = next(s for s in specs if s.id == "train.liger_kernel")
+    assert spec.kind == "choice" and spec.choices == ["auto", "true", "false"]
+    assert spec.default_widget() == "auto"  # left alone, the form writes nothing: auto stays auto
+    assert form.to_widget(spec, value) == widget and form.from_widget(spec, widget) == value
 
 
 @pytest.mark.parametrize("data", CONFIGS)
