@@ -25,6 +25,10 @@ def setup_logging(verbose: bool = False) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also hides "Loading weights" bars
     _quiet_deepspeed()
+    # bitsandbytes, on a CPU with AVX512-BF16, asks for a hub-downloaded kernel for its bf16 4-bit
+    # path; danlu keeps its generic path there (models/load.py fit_bnb_cpu_packing): not a problem
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(
+        lambda record: "kernels-community" not in record.getMessage())
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=".*torch.utils.checkpoint.*")
