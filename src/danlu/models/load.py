@@ -5,6 +5,7 @@ model's own Python code runs only with `model.trust_remote_code: true`."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,54 @@ def resolve_model_path(name_or_path: str, *, need: str = "config.json") -> str:
     return name_or_path
 
 
+def hub_kwargs(path: str, need: str = "config.json", revision: str | None = None) -> dict:
+    """from_pretrained kwargs for where the files come from. A local directory: none. A hub id
+    while the hub answers: none (download, or refresh the cache). A hub id while it does not:
+    the cached copy (`local_files_only`, no minutes of retries), or a UserError at once when
+    there is no cached copy — not a wall of retry messages and then a stack of hub errors."""
+    if Path(path).exists() or hub_reachable():
+        return {}
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(path, need, revision=revision), str):
+        log.info("%s cannot be reached: using the cached copy of %s", hub_endpoint(), path)
+        return {"local_files_only": True}
+    raise UserError(
+        f"cannot download {path!r}: {hub_endpoint()} is not reachable from this machine and the model "
+        "is not in the local Hugging Face cache",
+        where="model.name_or_path",
+        hint=f"download it where there is network (`huggingface-cli download {path}`) and copy the cache or the "
+             "folder here (then give the folder), set HF_ENDPOINT to a mirror you can reach (for example "
+             "https://hf-mirror.com), or try danlu with builtin:tiny",
+    )
+
+
+def hub_endpoint() -> str:
+    import os
+
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the hub (HF_ENDPOINT). Offline mode: False. Behind a proxy: True
+    (the proxy decides; transformers uses it)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(hub_endpoint())
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _friendly(exc: Exception, name: str, trust_remote_code: bool) -> Exception:
     text = str(exc)
     if "trust_remote_code" in text and not trust_remote_code:
@@ -54,7 +103,8 @@ def _friendly(exc: Exception, name: str, trust_remote_code: bool) -> Exception:
     return exc
 
 
-def check_remote_code(path: str, trust_remote_code: bool, *, revision: str | None = None) -> None:
+def check_remote_code(path: str, trust_remote_code: bool, *, revision: str | None = None,
+                      local_files_only: bool = False) -> None:
     """Refuse a model whose config asks for its own Python code (auto_map) unless allowed.
     transformers would otherwise load its built-in class silently: a different model than
     the one published."""
@@ -66,7 +116,8 @@ def check_remote_code(path: str, trust_remote_code: bool, *, revision: str | Non
         try:
             from transformers.utils import cached_file
 
-            found = cached_file(path, name, revision=revision, _raise_exceptions_for_missing_entries=False)
+            found = cached_file(path, name, revision=revision, local_files_only=local_files_only,
+                                _raise_exceptions_for_missing_entries=False)
         except (OSError, ValueError):
             found = None
         if not found:
@@ -101,9 +152,10 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name_or_path, need="tokenizer_config.json")
-    check_remote_code(path, trust_remote_code, revision=revision)
+    where = hub_kwargs(path, "tokenizer_config.json", revision)
+    check_remote_code(path, trust_remote_code, revision=revision, **where)
     try:
-        tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **where)
     except (OSError, ValueError) as exc:
         raise _friendly(exc, name_or_path, trust_remote_code) from None
     if tok.pad_token is None:
@@ -173,7 +225,9 @@ def load_model(
     """A transformers model from safetensors; `kwargs` go to from_pretrained (num_labels,
     quantization_config ...)."""
     path = resolve_model_path(name_or_path)
-    check_remote_code(path, trust_remote_code, revision=revision)
+    kwargs.update(hub_kwargs(path, "config.json", revision))
+    check_remote_code(path, trust_remote_code, revision=revision,
+                      local_files_only=kwargs.get("local_files_only", False))
     if attn_implementation != "auto":
         kwargs["attn_implementation"] = attn_implementation
     try:
