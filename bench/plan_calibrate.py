@@ -185,8 +185,9 @@ def matmul_gflops() -> float:
 
 
 # ---- prediction ----------------------------------------------------------------------------------------
-def predict(cfg: dict) -> dict:
-    """As `danlu plan CONFIG` on this CPU: the spec from the config, the data's tokens counted."""
+def predict(cfg: dict, precision: str | None = None) -> dict:
+    """As `danlu plan CONFIG` on this CPU: the spec from the config, the data's tokens counted;
+    `precision` (a recorded run's) instead of what train.precision auto resolves to here."""
     from danlu.config.load import load_config_dict
     from danlu.plan.activations import activation_bytes
     from danlu.plan.calibration import calibration
@@ -196,7 +197,7 @@ def predict(cfg: dict) -> dict:
     from danlu.plan.tokens import count_tokens
 
     run_cfg = load_config_dict(cfg)
-    spec = spec_from_config(run_cfg, device="cpu")
+    spec = spec_from_config(run_cfg, device="cpu", precision=precision)
     spec.dataset_tokens = count_tokens(run_cfg).tokens
     est = estimate_memory(spec)
     act = activation_bytes(spec.arch, spec.shape, numerics(spec), batch=spec.batch_size, seq=spec.max_length,
@@ -270,7 +271,7 @@ def main() -> None:
                 continue
             cfg = config_for(model, method, batch, length, data, Path(tmp) / "run", args.steps, options)
             try:
-                pred = predict(cfg)
+                pred = predict(cfg, (recorded.get(name) or {}).get("precision"))
             except DanluError as exc:  # a method not registered in this checkout is recorded as such
                 rows.append({"config": name, "skipped": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]})
                 print(f"{name:40s} skipped: {rows[-1]['skipped']}", flush=True)
