@@ -1,17 +1,24 @@
 """Measure what `danlu train` really uses on this CPU and compare it with `danlu plan`.
 
 For every configuration (builtin model × method × length × batch), a fresh Python process runs
-the real runner (`run_training`: data, model, method, Trainer, checkpoints) for a few steps
-while a thread samples the process's RSS (psutil) and glibc's bytes in use (mallinfo2); the
-peak RSS is `ru_maxrss`. The planner predicts the same configuration from its config alone.
+the real runner (`run_training`: data, model, method, Trainer, checkpoints) for a few steps,
+exactly as `danlu train` would (train.precision auto, train.release_memory on: nothing is
+switched off for the measurement), while a thread samples the process's RSS (psutil) and
+glibc's bytes in use (mallinfo2, all arenas); the peak RSS is `ru_maxrss`. At the start of
+every step after the first (optimizer states exist, the previous step's memory trimmed) a
+callback reads RSS and live bytes: what a step adds on top of them is the step's transient
+memory. The planner predicts the same configuration from its config alone.
 
     PYTHONPATH=src python bench/plan_calibrate.py                 # measure, write the table
     PYTHONPATH=src python bench/plan_calibrate.py --only small     # a subset (substring match)
+    PYTHONPATH=src python bench/plan_calibrate.py --from bench/results/plan-<date>-cpu.json
+                                          # no runs: today's planner against a recorded reading
 
 Writes bench/results/plan-<date>-cpu.json: machine, versions, command, and per configuration
 the measured peak RSS, live bytes, baseline, tokens/s, and the prediction with its terms.
-The CPU constants of src/danlu/plan/calibration.yaml (process baseline, matmul rate, efficiency)
-are set by hand from these readings (rss_before_model_bytes, matmul_fp32_gflops, tokens_per_s)."""
+The CPU constants of src/danlu/plan/calibration.yaml are set by hand from these readings: the
+process baseline (runtime_bytes) and allocator retention as printed by `fit` (also in the file),
+the matmul rate (matmul_fp32_gflops) and the efficiency (tokens_per_s)."""
 
 from __future__ import annotations
 
@@ -36,9 +43,22 @@ METHODS = {
     "prefix": {"name": "prefix", "num_virtual_tokens": 16},
     "ia3": {"name": "ia3"},
 }
-# (model, method, batch, length); the two lengths per model and method are the accuracy target
-GRID = [(m, meth, b, n) for m in ("builtin:tiny", "builtin:mini", "builtin:small")
+# (model, method, batch, length, train options); the two lengths per model and method are the
+# accuracy target (issue 10). VALIDATION (--validation) checks what the grid does not exercise:
+# gradient checkpointing, gradient accumulation, and tensors over glibc's 32 MiB mmap ceiling.
+GRID = [(m, meth, b, n, {}) for m in ("builtin:tiny", "builtin:mini", "builtin:small")
         for meth in METHODS for b, n in ((4, 128), (8, 512))]
+VALIDATION = [
+    ("builtin:small", "lora", 8, 512, {"gradient_checkpointing": True}),
+    ("builtin:small", "lora", 4, 512, {"grad_accum": 2}),
+    ("builtin:small", "lora", 32, 1024, {}),  # MLP tensors of 46-92 MB, over glibc's 32 MiB mmap threshold
+    ("builtin:mini", "full", 16, 1024, {}),
+]
+
+
+def config_name(model: str, method: str, batch: int, length: int, options: dict) -> str:
+    extra = "".join(f" {k}={v}" for k, v in options.items())
+    return f"{model} {method} b{batch} L{length}{extra}"
 
 
 def write_data(path: Path, rows: int = 48) -> Path:
@@ -53,13 +73,14 @@ def write_data(path: Path, rows: int = 48) -> Path:
     return path
 
 
-def config_for(model: str, method: str, batch: int, length: int, data: Path, out: Path, steps: int) -> dict:
+def config_for(model: str, method: str, batch: int, length: int, data: Path, out: Path, steps: int,
+               options: dict | None = None) -> dict:
     return {
         "model": {"name_or_path": model},
         "data": {"train": str(data), "format": "text"},
         "method": METHODS[method],
         "train": {"max_steps": steps, "batch_size": batch, "max_length": length, "learning_rate": 1e-3,
-                  "logging_steps": 1, "save_steps": 10_000, "report_to": []},
+                  "logging_steps": 1, "save_steps": 10_000, "report_to": [], **(options or {})},
         "eval": {"strategy": "no"},
         "output_dir": str(out),
     }
@@ -87,13 +108,17 @@ def child(cfg_json: str) -> None:
         libc = None
     proc, peak = psutil.Process(), {"live": 0, "rss": 0}
 
+    def live_bytes() -> int:
+        if libc is None:
+            return 0
+        m = libc.mallinfo2()
+        return m.uordblks + m.hblkhd  # in use: heap chunks + mmapped chunks, summed over arenas
+
     def sample():
         while True:
             peak["rss"] = max(peak["rss"], proc.memory_info().rss)
-            if libc is not None:
-                m = libc.mallinfo2()
-                peak["live"] = max(peak["live"], m.uordblks + m.hblkhd)
-            time.sleep(0.002)
+            peak["live"] = max(peak["live"], live_bytes())
+            time.sleep(0.001)
 
     threading.Thread(target=sample, daemon=True).start()
     from danlu.config.load import load_config_dict
@@ -106,16 +131,30 @@ def child(cfg_json: str) -> None:
         before["rss"] = proc.memory_info().rss
         return original(ctx)
 
-    runner.load_base = load_base
+    runner.load_base = load_base  # bench-only wrap: the RSS before the model loads
+    from transformers import TrainerCallback
+
+    starts = {"rss": 0, "live": 0}
+
+    class StepStart(TrainerCallback):
+        """RSS and live bytes when a step begins, from the second step on (states allocated)."""
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step >= 1:
+                starts["rss"] = max(starts["rss"], proc.memory_info().rss)
+                starts["live"] = max(starts["live"], live_bytes())
+
     cfg = load_config_dict(json.loads(cfg_json))
-    result = runner.run_training(cfg, overwrite=True)
+    result = runner.run_training(cfg, overwrite=True, callbacks=[StepStart()])
     rows = [json.loads(x) for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
     speeds = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")][1:]  # the first step includes warm-up
     print("RESULT " + json.dumps({
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "sampled_rss_bytes": peak["rss"], "live_bytes_peak": peak["live"],
-        "rss_before_model_bytes": before.get("rss"), "tokens_per_s": statistics.median(speeds) if speeds else None,
-        "steps": result.info.get("global_step"),
+        "rss_before_model_bytes": before.get("rss"), "rss_step_start_bytes": starts["rss"],
+        "live_step_start_bytes": starts["live"], "tokens_per_s": statistics.median(speeds) if speeds else None,
+        "steps": result.info.get("global_step"), "precision": result.info.get("precision"),
+        "release_memory": cfg.train.release_memory,
     }))
 
 
@@ -146,17 +185,59 @@ def matmul_gflops() -> float:
 
 
 # ---- prediction ----------------------------------------------------------------------------------------
-def predict(cfg: dict) -> dict:
+def predict(cfg: dict, precision: str | None = None) -> dict:
+    """As `danlu plan CONFIG` on this CPU: the spec from the config, the data's tokens counted;
+    `precision` (a recorded run's) instead of what train.precision auto resolves to here."""
     from danlu.config.load import load_config_dict
-    from danlu.plan.estimate import estimate_memory
+    from danlu.plan.activations import activation_bytes
+    from danlu.plan.calibration import calibration
+    from danlu.plan.estimate import estimate_memory, numerics
     from danlu.plan.spec import spec_from_config
     from danlu.plan.throughput import training_flops
+    from danlu.plan.tokens import count_tokens
 
-    spec = spec_from_config(load_config_dict(cfg), device="cpu")
+    run_cfg = load_config_dict(cfg)
+    spec = spec_from_config(run_cfg, device="cpu", precision=precision)
+    spec.dataset_tokens = count_tokens(run_cfg).tokens
     est = estimate_memory(spec)
-    return {"peak_bytes": est.peak_bytes, "phase": est.peak_phase,
+    act = activation_bytes(spec.arch, spec.shape, numerics(spec), batch=spec.batch_size, seq=spec.max_length,
+                           checkpointing=spec.gradient_checkpointing)
+    return {"peak_bytes": est.peak_bytes, "phase": est.peak_phase, "precision": spec.precision,
             "terms": {t.key: int(sum(x.bytes for x in est.terms if x.key == t.key)) for t in est.terms},
+            "process_bytes": int(calibration().cpu_runtime_bytes), "block_activation_bytes": int(sum(act.per_block)),
+            "dataset_tokens": spec.dataset_tokens,
             "flops_per_token": training_flops(spec).per_token}
+
+
+def portable(cfg: dict) -> dict:
+    """The run's config with its temporary paths replaced: enough to plan it again anywhere."""
+    return {**cfg, "data": {**cfg["data"], "train": "long.jsonl"}, "output_dir": "run"}
+
+
+def fit(rows: list[dict]) -> dict:
+    """The CPU constants of calibration.yaml from measured rows (independent of their current values):
+    runtime_bytes: median of (RSS at a step's start − the predicted weights, trainable
+    parameters, optimizer states and dataset); allocator_retention: median, over rows whose
+    block activations are at least 64 MiB (smaller ones drown in sampling noise), of the RSS a
+    step adds beyond the live bytes it adds, per byte of those activations."""
+    base, retention = [], []
+    for r in rows:
+        if r.get("validation"):
+            continue
+        m, p = r.get("measured", {}), r.get("predicted", {})
+        if not m.get("rss_step_start_bytes") or not m.get("live_step_start_bytes"):
+            continue
+        t = p["terms"]
+        dataset = t.get("runtime", 0) - p["process_bytes"]
+        base.append(m["rss_step_start_bytes"] - sum(t.get(k, 0) for k in ("weights", "trainable", "optimizer")) - dataset)
+        made = p["block_activation_bytes"]
+        if made >= 64 * 2**20:
+            kept = (m["peak_rss_bytes"] - m["rss_step_start_bytes"]) - (m["live_bytes_peak"] - m["live_step_start_bytes"])
+            retention.append(kept / made)
+    return {"runtime_bytes": int(statistics.median(base)) if base else None,
+            "allocator_retention": round(statistics.median(retention), 3) if retention else None,
+            "rows_for_runtime": len(base), "rows_for_retention": len(retention),
+            "retention_range": [round(min(retention), 3), round(max(retention), 3)] if retention else None}
 
 
 def main() -> None:
@@ -164,30 +245,41 @@ def main() -> None:
     ap.add_argument("--child")
     ap.add_argument("--only", default="", help="run configurations whose name contains this")
     ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--validation", action="store_true", help="also run the VALIDATION configurations")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--from", dest="reading", default=None,
+                    help="no measuring: predict the rows of this recorded reading again with the current planner "
+                         "(prints the table and the fit; writes only with --out)")
     args = ap.parse_args()
     if args.child:
         return child(args.child)
     from danlu.errors import DanluError
 
     os.environ.setdefault("DANLU_HOME", str(ROOT / ".pytest_cache" / "danlu_home"))
+    recorded, source = {}, None
+    if args.reading:
+        reading = json.loads(Path(args.reading).read_text())
+        recorded = {r["config"]: r["measured"] for r in reading["rows"] if "measured" in r}
+        source = {"file": Path(args.reading).name, "date": reading.get("date"), "command": reading.get("command"),
+                  "note": "measured values copied unchanged; predictions and fit made again by the current planner"}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(Path(tmp) / "long.jsonl")
-        for model, method, batch, length in GRID:
-            name = f"{model} {method} b{batch} L{length}"
-            if args.only and args.only not in name:
+        for model, method, batch, length, options in GRID + (VALIDATION if args.validation else []):
+            name = config_name(model, method, batch, length, options)
+            if (args.only and args.only not in name) or (args.reading and name not in recorded):
                 continue
-            cfg = config_for(model, method, batch, length, data, Path(tmp) / "run", args.steps)
+            cfg = config_for(model, method, batch, length, data, Path(tmp) / "run", args.steps, options)
             try:
-                pred = predict(cfg)
+                pred = predict(cfg, (recorded.get(name) or {}).get("precision"))
             except DanluError as exc:  # a method not registered in this checkout is recorded as such
                 rows.append({"config": name, "skipped": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]})
                 print(f"{name:40s} skipped: {rows[-1]['skipped']}", flush=True)
                 continue
-            got = measure(cfg)
+            got = recorded[name] if args.reading else measure(cfg)
             row = {"config": name, "model": model, "method": method, "batch_size": batch, "max_length": length,
-                   "measured": got, "predicted": pred}
+                   "train_options": options, "validation": (model, method, batch, length, options) not in GRID,
+                   "run_config": portable(cfg), "measured": got, "predicted": pred}
             if "peak_rss_bytes" in got:
                 row["ratio"] = round(pred["peak_bytes"] / got["peak_rss_bytes"], 4)
             rows.append(row)
@@ -195,7 +287,14 @@ def main() -> None:
                   f"{pred['peak_bytes'] / 2**20:8.1f} MiB  ratio {row.get('ratio', '-')}", flush=True)
     report = {"date": dt.date.today().isoformat(), "machine": machine(), "matmul_fp32_gflops": round(matmul_gflops(), 1),
               "command": "PYTHONPATH=src python bench/plan_calibrate.py " + " ".join(sys.argv[1:]),
-              "steps_per_run": args.steps, "rows": rows}
+              "steps_per_run": args.steps, "fit": fit(rows), "rows": rows}
+    if source:
+        report["measured_in"] = source
+    within = [r for r in rows if "ratio" in r and not r.get("validation")]
+    print(f"within ±15%: {sum(abs(r['ratio'] - 1) <= 0.15 for r in within)} of {len(within)}; "
+          f"fit from these readings: {report['fit']}")
+    if args.reading and not args.out:
+        return
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = Path(args.out) if args.out else RESULTS / f"plan-{report['date']}-cpu.json"
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

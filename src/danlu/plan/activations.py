@@ -28,6 +28,8 @@ class Numerics:
     attn: str = "sdpa"  # sdpa | eager | flash_attention_2
     mask_4d: bool = True  # a (B, 1, L, L) mask reaches attention (packing, or padding with sdpa/eager)
     liger: bool = False  # Liger's RMSNorm (saves its input as is + rstd) and SwiGLU (saves gate and up only)
+    quant_out: int | None = None  # bytes of a quantised base linear's output when autocast does not
+    # set it: bitsandbytes computes in bnb_4bit_compute_dtype, which danlu sets to fp32 on a CPU
 
 
 @dataclass
@@ -92,6 +94,8 @@ class BlockWalk:
         if self.trains:  # the weight's gradient needs the input (a bf16 copy under autocast)
             s.add(x.name if not n.autocast or x.nbytes == 2 else f"{lin.name}.in16", lin.d_in, 2 if n.autocast else x.nbytes)
         out_bytes = n.act if n.autocast else x.nbytes
+        if self.m.quant_bits and n.quant_out:  # bitsandbytes' own matmul: autocast does not touch it
+            out_bytes = n.quant_out
         out = T(f"{lin.name}.out", out_bytes, x.grad or self.trains or adapter is not None or self.m.biases_train)
         if adapter is not None:
             self._adapter(lin, x, adapter, out)
@@ -237,7 +241,8 @@ class Activations:
     blocks: float  # bytes saved by all blocks (or their checkpointed inputs)
     recompute: float  # one block's saved tensors on the GPU in backward (rebuilt, or brought back from host)
     head: float  # final norm and the output layer's input
-    per_block: list[float]  # bytes of each block (for the breakdown)
+    per_block: list[float]  # bytes each block saves without checkpointing (with it, the forward
+    # still makes these tensors, then frees them)
 
 
 def activation_bytes(arch: Arch, shape: MethodShape, num: Numerics, *, batch: int, seq: int,
@@ -258,7 +263,8 @@ def activation_bytes(arch: Arch, shape: MethodShape, num: Numerics, *, batch: in
             walks[key] = (saved.bytes(tokens, key_len), grad_out)
         nbytes, grad = walks[key]
         per_block.append(nbytes)
-    head = 2.0 * tokens * arch.head_dim * 4 if not arch.is_encoder else 0.0  # RoPE cos and sin, shared
+    # RoPE cos and sin, shared by all blocks, in the dtype of the hidden states
+    head = 2.0 * tokens * arch.head_dim * num.stream if not arch.is_encoder else 0.0
     if grad:  # the final norm saves its input (fp32 copy; Liger: as is); the output layer's input when it trains
         head += tokens * arch.hidden * (num.stream if num.liger else 4)
     if shape.embeddings_train:

@@ -18,6 +18,7 @@ class Calibration:
     cpu_bytes_per_dataset_token: float
     cpu_efficiency: float
     cpu_fp32_gflops: float
+    cpu_allocator_retention: float
     cuda_runtime_bytes: float
     cuda_context_bytes: float
     cuda_fragmentation: float
@@ -38,7 +39,8 @@ def calibration() -> Calibration:
     cpu, cuda = data["cpu"], data["cuda"]
     return Calibration(
         cpu_runtime_bytes=float(cpu["runtime_bytes"]), cpu_bytes_per_dataset_token=float(cpu["bytes_per_dataset_token"]),
-        cpu_efficiency=float(cpu["efficiency"]), cpu_fp32_gflops=float(cpu["fp32_gflops"]), cuda_runtime_bytes=float(cuda["runtime_bytes"]),
+        cpu_efficiency=float(cpu["efficiency"]), cpu_fp32_gflops=float(cpu["fp32_gflops"]),
+        cpu_allocator_retention=float(cpu.get("allocator_retention", 0.0)), cuda_runtime_bytes=float(cuda["runtime_bytes"]),
         cuda_context_bytes=float(cuda["context_bytes"]), cuda_fragmentation=float(cuda["fragmentation"]),
         cuda_efficiency=dict(cuda["efficiency"]), cpu_source=str(cpu.get("source", "")),
         cuda_source=str(cuda.get("source", "")),

@@ -1,18 +1,21 @@
 """Peak memory of a training run, term by term, on one device.
 
 Terms (bytes on one device):
-  weights       frozen base (bf16 on GPU, fp32 on CPU, 4/8-bit packed for QLoRA) + trainable
-                parameters (fp32 master copies)
+  weights       frozen base (bf16 on GPU and on a CPU computing in bf16, fp32 on a CPU computing
+                in fp32, 4/8-bit packed for QLoRA) + trainable parameters (fp32 master copies)
   gradients     one per trainable parameter, in its dtype
   optimizer     AdamW 2 × fp32; 8-bit AdamW (plain or paged) ~2 B; SGD none
-  autocast      bf16 copies of trainable weights kept for backward under autocast
+  autocast      bf16 copies of fp32 weights that autocast makes and autograd keeps for backward:
+                trained weights, LoRA matrices, an fp32 output layer (QLoRA)
   activations   what autograd saves (activations.py), all blocks or, with gradient
                 checkpointing, each block's input plus one block recomputed
   logits        vocabulary logits at label positions only (danlu's loss) and cross-entropy's
                 buffers: 12 B per logit in fp32, 14 B under bf16 autocast (chunked: per chunk)
   stage         reference / teacher / reward / value models, generation KV cache
-  runtime       CPU: the Python process with torch and transformers loaded (measured here);
+  runtime       CPU: the process a step starts from, besides the model's tensors (Python, torch,
+                transformers, peft, trl, the Trainer; measured by bench/plan_calibrate.py);
                 GPU: cuBLAS workspaces (the CUDA context is outside the allocator)
+  allocator     CPU: heap pages glibc keeps resident during a step (fitted; see allocator_terms)
 
 The peak is the largest of the moments of a step — end of forward, start of backward (logit
 gradients), optimizer step — each summing the tensors alive then. Under N GPUs the persistent
@@ -73,22 +76,31 @@ def numerics(spec) -> Numerics:
         stream = 4
     elif pure16:
         stream = 2
-    elif shape.trains_base or spec.device == "cpu" or shape.quant_bits:
-        # fp32 embeddings: trained (full), CPU storage, or upcast by prepare_model_for_kbit_training
+    elif shape.trains_base or shape.quant_bits or _base_bytes_per_param(spec) == 4:
+        # fp32 embeddings: trained (full), upcast by prepare_model_for_kbit_training, or an fp32 base
         stream = 4
     else:
         stream = 2
+    # bitsandbytes' 4-bit matmul returns its compute dtype, fp32 on a CPU (danlu's
+    # bnb_4bit_compute_dtype there), whatever autocast asks for
+    quant_out = 4 if spec.device == "cpu" and shape.quant_bits == 4 else None
+    # dropout masks: bool on CUDA; on a CPU a float noise tensor of the (fp32) LoRA input
     return Numerics(device=spec.device, autocast=low and not pure16, stream=stream, act=2 if low else 4,
                     mask=4 if spec.device == "cpu" else 1, attn=spec.attn,
-                    mask_4d=spec.attn != "flash_attention_2", liger=spec.liger and spec.device == "cuda")
+                    mask_4d=spec.attn != "flash_attention_2", liger=spec.liger and spec.device == "cuda",
+                    quant_out=quant_out)
 
 
 # ---- persistent terms ----------------------------------------------------------------------------
 def _base_bytes_per_param(spec) -> float:
+    """Bytes per frozen base parameter, as danlu.models.load.storage_dtype stores them: model.dtype
+    when set; on a CPU bf16 when it computes in bf16 (AMX / AVX512-BF16), else fp32."""
     if spec.weight_dtype in ("bfloat16", "float16"):
         return 2.0
-    if spec.weight_dtype == "float32" or spec.device == "cpu" or spec.precision == "fp32":
+    if spec.weight_dtype == "float32" or spec.precision == "fp32":
         return 4.0
+    if spec.device == "cpu":
+        return 2.0 if spec.precision == "bf16" else 4.0
     return 2.0
 
 
@@ -152,13 +164,26 @@ def grad_bytes_per_param(spec) -> float:
 
 
 def autocast_cache(spec, num) -> float:
-    """bf16 copies of trained fp32 weights, made by autocast in forward and held for backward."""
-    if not num.autocast or not spec.shape.trains_base or spec.strategy == "fsdp":
+    """bf16 copies of fp32 weights made by autocast in forward and held for backward: the trained
+    weights (full, freeze), or with a frozen base the LoRA matrices and an output layer kept in
+    fp32 (QLoRA's prepare_model_for_kbit_training upcasts it; with the chunked loss the layer
+    still runs on an empty sequence, and its cast weight is saved all the same)."""
+    if not num.autocast or spec.strategy == "fsdp":
         return 0.0
     arch, shape = spec.arch, spec.shape
-    blocks = shape.trainable_blocks * sum(lin.d_in * lin.d_out for lin in arch.block_linears())
-    head = arch.lm_head_matrix if shape.embeddings_train else 0
-    return 2.0 * (blocks + head)
+    if shape.trains_base:
+        blocks = shape.trainable_blocks * sum(lin.d_in * lin.d_out for lin in arch.block_linears())
+        head = arch.lm_head_matrix if shape.embeddings_train else 0
+        return 2.0 * (blocks + head)
+    lora = sum(ad.rank * (lin.d_in + lin.d_out) for lin in arch.block_linears()
+               if (ad := shape.adapters.get(lin.name)) is not None and ad.kind == "lora") * arch.layers
+    head = arch.lm_head_matrix if fp32_frozen_head(spec) else 0
+    return 2.0 * (lora + head)
+
+
+def fp32_frozen_head(spec) -> bool:
+    """The output layer is frozen but stored in fp32 (a quantised base upcasts its other parts)."""
+    return not spec.shape.embeddings_train and (spec.shape.quant_bits is not None or _base_bytes_per_param(spec) == 4)
 
 
 # ---- per-step terms ------------------------------------------------------------------------------
@@ -185,20 +210,25 @@ def logits_bytes(spec, st, num, rows: int) -> tuple[float, float, str]:
 
 
 def fused_loss_bytes(spec, num, tokens: int) -> tuple[float, float, str]:
-    """danlu's chunked linear + cross-entropy (train.fused_ce): per chunk of `c` tokens, fp32
-    logits (c, V), their exp and the shifted copy (3 × 4 B); kept for backward: the hidden
-    states at label positions (a gathered copy) and their gradient (K, d), plus the output
+    """danlu's chunked linear + cross-entropy (train.fused_ce), per chunk of `c` tokens (c, V):
+    fp32 logits and logsumexp's shifted copy (8 B); from the second chunk on the previous
+    chunk's fp32 logits (softmaxed in place) are still referenced when the next ones are made
+    (12 B; under bf16 the previous bf16 probabilities and the new bf16 product instead of the
+    shifted copy: 4 + 2 + 2 + 4 B). An fp32 output layer under autocast is cast to bf16 for
+    each matmul (2 B × V × d). Kept for backward: the output layer's input gathered at label
+    positions, its valid rows and their gradient (3 × K × d in the stream's dtype), plus the
     layer's fp32 gradient (V, d) when it trains. Backward scales both gradients (one more copy)."""
     arch = spec.arch
     chunk = min(tokens, spec.loss_chunk or tokens)
-    h = num.act if num.autocast or num.act == 2 else 4
-    per_chunk = chunk * arch.vocab * 12.0
-    hidden = 2.0 * tokens * arch.hidden * h  # hidden[valid] and grad_h
+    per_element = 8.0 if chunk >= tokens else 12.0
+    cast = 2.0 * arch.lm_head_matrix if num.autocast and fp32_frozen_head(spec) else 0.0
+    per_chunk = chunk * arch.vocab * per_element + cast
+    hidden = 3.0 * tokens * arch.hidden * num.stream
     head = 4.0 * arch.lm_head_matrix if spec.shape.embeddings_train else 0.0
     fwd = per_chunk + hidden + head
-    bwd = hidden + tokens * arch.hidden * h + 2 * head
+    bwd = hidden + tokens * arch.hidden * num.stream + 2 * head
     detail = (f"chunked linear + cross-entropy: {chunk:,} of {tokens:,} label positions × vocab {arch.vocab:,} "
-              f"× 12 B at a time; hidden states and their gradients kept (no full logits)")
+              f"× {per_element:g} B at a time; hidden states and their gradients kept (no full logits)")
     return fwd, bwd, detail
 
 
@@ -226,12 +256,34 @@ def extra_model_terms(spec, st, num) -> tuple[list[Term], float]:
 def runtime_terms(spec) -> list[Term]:
     cal = calibration()
     if spec.device == "cpu":
-        terms = [Term("runtime", cal.cpu_runtime_bytes, "Python + torch + transformers + peft process (measured here)")]
+        terms = [Term("runtime", cal.cpu_runtime_bytes,
+                      "the training process at a step's start, besides the model's tensors (measured here)")]
         if spec.dataset_tokens:
             data = spec.dataset_tokens * cal.cpu_bytes_per_dataset_token
             terms.append(Term("runtime", data, f"tokenised dataset in memory: {spec.dataset_tokens:,} tokens"))
         return terms
     return [Term("runtime", cal.cuda_runtime_bytes, "cuBLAS workspaces and small buffers")]
+
+
+def allocator_terms(spec, act) -> list[Term]:
+    """CPU: glibc serves a tensor from its heap whenever a free chunk or the heap's top fits it
+    (and raises its mmap threshold, up to 32 MiB, as it frees large blocks), so a step's tensors
+    live on a heap that grows; the pages of the forward's freed temporaries stay resident until
+    train.release_memory trims the heap after the optimizer step, and later tensors reuse only
+    part of them. Modelled as a fraction of the block tensors the forward makes (what autograd
+    saves without checkpointing; with it the forward makes the same tensors and frees them, and
+    the bench measures the same retention), one fraction for all methods and sizes, fitted from
+    the bench/plan_calibrate.py reading named in calibration.yaml (cpu.allocator_retention).
+    Gradient accumulation adds ~25% to it (measured at 2 and 4 micro-batches; not modelled)."""
+    if spec.device != "cpu":
+        return []
+    cal = calibration()
+    made = sum(act.per_block)
+    extra = cal.cpu_allocator_retention * made
+    if not extra:
+        return []
+    return [Term("allocator", extra, f"heap pages kept during a step: {cal.cpu_allocator_retention:g} × "
+                                     f"{gb(made)} of block activations made by the forward (fitted)")]
 
 
 # ---- the peak ------------------------------------------------------------------------------------
@@ -260,8 +312,8 @@ def estimate_memory(spec) -> MemoryEstimate:
     cache = autocast_cache(spec, num)
     if cache:
         terms.append(Term("autocast", cache, "bf16 copies of the trained weights, kept for backward"))
-    if shape.quant_bits:
-        big = max(lin.d_in * lin.d_out for lin in arch.block_linears()) * (num.act if num.autocast else 4)
+    if shape.quant_bits:  # dequantised to bitsandbytes' compute dtype (fp32 on a CPU, bf16 on a GPU)
+        big = max(lin.d_in * lin.d_out for lin in arch.block_linears()) * (num.quant_out or (num.act if num.autocast else 4))
         terms.append(Term("dequantised", big, "one weight dequantised for its matmul (the largest)"))
     rows = spec.batch_size * st.rows
     act = activation_bytes(arch, shape, num, batch=rows, seq=spec.max_length, checkpointing=spec.gradient_checkpointing)
@@ -281,13 +333,16 @@ def estimate_memory(spec) -> MemoryEstimate:
         terms.append(Term("recompute", act.recompute, f"one block's activations {back} during backward"))
     lf, lb, ldetail = logits_bytes(spec, st, num, rows)
     terms.append(Term("logits", lb, ldetail))
-    terms += runtime_terms(spec)
+    terms += runtime_terms(spec) + allocator_terms(spec, act)
     phases = _phases(spec, terms, act, lf, lb, extra_transient)
     phase = max(phases, key=phases.get)
     peak = phases[phase]
     cal = calibration()
     need = peak if spec.device == "cpu" else peak * (1 + cal.cuda_fragmentation) + cal.cuda_context_bytes
     notes = list(shape.notes) + list(st.notes) + ([offload_note] if offload_note else [])
+    if spec.device == "cpu" and not spec.release_memory:
+        notes.append("train.release_memory is off: freed heap pages stay resident across steps, so the "
+                     "process RSS can grow well past this peak")
     if spec.optimizer == "paged_adamw_8bit":
         notes.append("paged optimizer states can spill to CPU memory under pressure instead of failing")
     return MemoryEstimate(terms, int(peak), phase, {k: int(v) for k, v in phases.items()}, int(need), int(host), notes)
@@ -298,7 +353,9 @@ def _phases(spec, terms: list[Term], act, lf: float, lb: float, extra_transient:
     def total(*keys):
         return sum(t.bytes for t in terms if t.key in keys)
 
-    held = total("weights", "trainable", "optimizer", "stage", "parallel", "runtime", "dequantised")
+    # "allocator" (CPU) builds up in the forward and is released after the optimizer step: every
+    # moment below has it
+    held = total("weights", "trainable", "optimizer", "stage", "parallel", "runtime", "dequantised", "allocator")
     grads = total("gradients")
     accumulating = grads if spec.grad_accum > 1 else 0.0  # gradients live across micro-batches
     cache = total("autocast")

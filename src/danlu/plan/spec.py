@@ -43,6 +43,7 @@ class RunSpec:
     max_steps: int = -1
     dataset_tokens: int | None = None  # tokens of the tokenised training set (counted when data is given)
     dataset_samples: int | None = None
+    release_memory: bool = True  # CPU: train.release_memory (heap trimmed after every step)
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -91,7 +92,7 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
         weight_dtype=cfg.model.dtype, attn=planned_attention(cfg.model.attn_implementation, device, prec),
         device=device, epochs=t.epochs, max_steps=t.max_steps,
         offload_activations=bool(getattr(t, "offload_activations", False)) and device == "cuda",
-        liger=device == "cuda" and planned_liger(cfg),
+        liger=device == "cuda" and planned_liger(cfg), release_memory=getattr(t, "release_memory", True),
     )
     if fused_loss_applies(cfg, arch):
         from danlu.train.fused_ce import loss_chunk
@@ -137,8 +138,8 @@ def fused_loss_applies(cfg, arch: Arch) -> bool:
 
 
 def resolve_precision(requested: str, device: str) -> str:
-    """train.precision: auto → bf16 on a GPU (the planner assumes one recent enough), fp32 on a
-    CPU without native bf16 (as `danlu train` picks)."""
+    """train.precision: auto → bf16 on a GPU (the planner assumes one recent enough); on a CPU
+    bf16 with native bf16 matmuls (AMX / AVX512-BF16), else fp32 (as `danlu train` picks)."""
     if requested != "auto":
         return requested
     if device == "cuda":

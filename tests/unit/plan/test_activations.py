@@ -16,7 +16,7 @@ CPU = Numerics(device="cpu", autocast=False, stream=4, act=4, mask=4, attn="sdpa
 B, L = 2, 64
 
 
-def _saved_bytes(model, *, packed: bool) -> int:
+def _saved_bytes(model, *, packed: bool, bf16: bool = False) -> int:
     ids = torch.randint(0, 8000, (B, L), generator=torch.Generator().manual_seed(0))
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
@@ -27,7 +27,8 @@ def _saved_bytes(model, *, packed: bool) -> int:
             seen.setdefault(storage.data_ptr(), storage.nbytes())
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         if packed:  # danlu's packing collator: a (B, 1, L, L) block mask and restarted positions
             mask = torch.ones(B, 1, L, L, dtype=torch.bool).tril()
             model(input_ids=ids, attention_mask=mask, position_ids=torch.arange(L).expand(B, L), use_cache=False)
@@ -104,6 +105,42 @@ def test_peft_virtual_token_and_scaling_methods(kind):
     assert method_shape(arch, kind, opts).trainable == sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     measured = _saved_bytes(peft_model, packed=kind == "ia3")  # virtual-token methods use padding
     assert _predicted(model, kind, opts) == pytest.approx(measured, rel=0.02)
+
+
+BF16_CASES = [{"name": "full"}, {"name": "lora", "r": 8}, {"name": "qlora", "r": 8},
+              {"name": "prefix", "num_virtual_tokens": 16}, {"name": "ia3"}]
+
+
+@pytest.mark.parametrize("method", BF16_CASES, ids=lambda m: m["name"])
+def test_cpu_bf16_autocast_saves_what_the_walk_says(method):
+    """A CPU that computes in bf16 (precision auto with AVX512-BF16 / AMX): the base stored as
+    `danlu train` stores it (bf16 when frozen; fp32 when trained or quantised), the forward under
+    bf16 autocast. What autograd saves = the walk's activations + autocast's bf16 copies of fp32
+    weights (trained weights; LoRA matrices; QLoRA's fp32 output layer). QLoRA's base linears
+    return fp32 (bitsandbytes computes in fp32 on a CPU), so its MLP saves fp32 tensors."""
+    from danlu.config.load import load_config_dict
+    from danlu.methods.base import MethodContext
+    from danlu.models.load import load_model, storage_dtype
+    from danlu.plan.estimate import autocast_cache, numerics
+    from danlu.plan.spec import spec_from_config
+
+    if method["name"] == "qlora":
+        pytest.importorskip("bitsandbytes")
+    cfg = load_config_dict({"model": {"name_or_path": "builtin:small"}, "data": {"train": "unused.jsonl"},
+                            "method": method, "train": {"batch_size": B, "max_length": L}})
+    m = cfg.method
+    kwargs = m.load_kwargs()
+    dtype = storage_dtype("auto", trains_base=m.artefact == "model", precision="bf16",
+                          quantized="quantization_config" in kwargs)
+    torch.manual_seed(0)
+    model = m.apply(load_model("builtin:small", dtype=dtype, **kwargs), MethodContext())
+    model.train()
+    measured = _saved_bytes(model, packed=type(m).supports_packing, bf16=True)
+    spec = spec_from_config(cfg, device="cpu", precision="bf16")
+    num = numerics(spec)
+    assert num.autocast and num.stream == (2 if dtype == torch.bfloat16 else 4)
+    act = activation_bytes(spec.arch, spec.shape, num, batch=B, seq=L, checkpointing=False)
+    assert act.blocks + act.head + autocast_cache(spec, num) == pytest.approx(measured, rel=0.01)
 
 
 def test_gradient_checkpointing_keeps_block_inputs_and_one_block():

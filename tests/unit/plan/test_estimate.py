@@ -167,3 +167,69 @@ def test_seed_65b_qlora_fits_one_48gb_gpu():
     est = estimate_memory(s)
     weights_65b = est.term("weights") * 65.2 / 70.55
     assert weights_65b + (est.peak_bytes - est.term("weights")) < 48 * GB
+
+
+# ---- a CPU computing in bf16 (precision auto with AVX512-BF16 / AMX) -------------------------------------
+def small_cpu(method="lora", opts=None, **kw):
+    from danlu.train.fused_ce import loss_chunk
+
+    kw.setdefault("batch_size", 8)
+    kw.setdefault("max_length", 512)
+    return spec("builtin:small", method, opts if opts is not None else {"r": 8}, device="cpu", precision="bf16",
+                fused_loss=True, loss_chunk=loss_chunk(8192), **kw)
+
+
+def test_cpu_bf16_stores_a_frozen_base_in_bf16():
+    """As danlu.models.load.storage_dtype: frozen base bf16; trained (full) or quantised fp32."""
+    assert term(estimate_memory(spec(device="cpu", precision="bf16")), "weights") == N7 * 2
+    assert term(estimate_memory(spec(method="full", opts={}, device="cpu", precision="bf16")), "weights") == N7 * 4
+    q = estimate_memory(spec(opts={"r": 16, "quantize": "nf4"}, device="cpu", precision="bf16"))
+    assert term(q, "weights") == pytest.approx(LINEAR7 * (0.5 + 1 / 64 + 4 / (64 * 256)) + (N7 - LINEAR7) * 4)
+
+
+def test_cpu_chunked_loss_by_hand():
+    """builtin:small (V = 8192, d = 256), chunk 2048 tokens: one chunk = fp32 logits + logsumexp's
+    shifted copy (8 B); two or more = 12 B (the previous chunk's buffers still referenced); plus the
+    output layer's input gathered, its valid rows and their gradient (3 × tokens × d, bf16 stream).
+    QLoRA's fp32 output layer: an fp32 stream and a bf16 cast of the layer per matmul."""
+    from danlu.plan.estimate import fused_loss_bytes, numerics
+
+    V, d = 8192, 256
+    one = small_cpu(batch_size=4, max_length=128)
+    fwd, _, _ = fused_loss_bytes(one, numerics(one), 512)
+    assert fwd == 512 * V * 8 + 3 * 512 * d * 2
+    two = small_cpu()
+    fwd, bwd, _ = fused_loss_bytes(two, numerics(two), 4096)
+    assert fwd == 2048 * V * 12 + 3 * 4096 * d * 2
+    assert bwd == 4 * 4096 * d * 2
+    q = small_cpu(opts={"r": 8, "quantize": "nf4"})
+    fwd, _, _ = fused_loss_bytes(q, numerics(q), 4096)
+    assert fwd == 2048 * V * 12 + 2 * V * d + 3 * 4096 * d * 4
+
+
+def test_cpu_autocast_copies_of_fp32_weights():
+    """LoRA: a bf16 copy of every LoRA matrix (2 B × trainable); QLoRA also its fp32 output layer."""
+    lora = small_cpu()
+    assert term(estimate_memory(lora), "autocast") == 2 * lora.shape.trainable
+    q = small_cpu(opts={"r": 8, "quantize": "nf4"})
+    assert term(estimate_memory(q), "autocast") == 2 * q.shape.trainable + 2 * 8192 * 256
+    assert term(estimate_memory(spec(device="cpu", precision="fp32")), "autocast") == 0  # no autocast
+
+
+def test_cpu_runtime_and_allocator_terms_come_from_the_calibration():
+    from danlu.plan.activations import activation_bytes
+    from danlu.plan.calibration import calibration
+    from danlu.plan.estimate import numerics
+
+    cal = calibration()
+    s = small_cpu()
+    est = estimate_memory(s)
+    assert term(est, "runtime") == cal.cpu_runtime_bytes  # no dataset counted
+    act = activation_bytes(s.arch, s.shape, numerics(s), batch=8, seq=512, checkpointing=False)
+    assert term(est, "allocator") == pytest.approx(cal.cpu_allocator_retention * act.blocks)
+    assert 0 < cal.cpu_allocator_retention < 1
+    ckpt = estimate_memory(small_cpu(gradient_checkpointing=True))
+    assert term(ckpt, "allocator") == term(est, "allocator")  # the forward makes the same tensors
+    assert term(estimate_memory(spec()), "allocator") == 0  # GPU: the caching allocator, not glibc
+    with_data = estimate_memory(small_cpu(dataset_tokens=10_000))
+    assert term(with_data, "runtime") == cal.cpu_runtime_bytes + 10_000 * cal.cpu_bytes_per_dataset_token

@@ -1,0 +1,44 @@
+"""The planner against danlu's own CPU reading (bench/plan_calibrate.py, the committed JSON): what
+the planner predicts today for a measured configuration must stay within 15% of the peak RSS
+that configuration reached in a real `danlu train`, so a change that drifts the memory model away
+from what training really uses fails here. Predictions use the precision the run recorded (bf16
+autocast there), whatever this machine's CPU would pick."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+READING = ROOT / "bench" / "results" / "plan-2026-12-02-cpu.json"
+
+
+def measured_rows() -> list[dict]:
+    return [r for r in json.loads(READING.read_text(encoding="utf-8"))["rows"] if "peak_rss_bytes" in r.get("measured", {})]
+
+
+def predicted_peak(row: dict) -> int:
+    from danlu.config.load import load_config_dict
+    from danlu.plan.estimate import estimate_memory
+    from danlu.plan.spec import spec_from_config
+
+    spec = spec_from_config(load_config_dict(row["run_config"]), device="cpu", precision=row["measured"]["precision"])
+    spec.dataset_tokens = row["predicted"]["dataset_tokens"]
+    return estimate_memory(spec).peak_bytes
+
+
+def test_small_lora_b8_l512_within_15_percent_of_its_reading():
+    row = next(r for r in measured_rows() if r["config"] == "builtin:small lora b8 L512")
+    measured = row["measured"]
+    assert measured["release_memory"] is True and measured["precision"] == "bf16"  # what the model describes
+    assert predicted_peak(row) == pytest.approx(measured["peak_rss_bytes"], rel=0.15)
+
+
+def test_issue_10_grid_within_15_percent():
+    """Issue 10's CPU target: builtin tiny/mini/small × full/LoRA/QLoRA/prefix/IA3 × two lengths."""
+    grid = [r for r in measured_rows() if not r.get("validation")]
+    assert len(grid) == 30
+    ratios = {r["config"]: predicted_peak(r) / r["measured"]["peak_rss_bytes"] for r in grid}
+    assert {k: round(v, 3) for k, v in ratios.items() if abs(v - 1) > 0.15} == {}
