@@ -132,7 +132,8 @@ def summarise(side: dict, peak: dict, n_base: int) -> dict:
 SEED_PRECISIONS = ("as-written", "fp32")
 
 
-def run_bench(cfg, out_dir: Path, *, results_dir: Path | None = None, seed_precision: str = "as-written") -> dict:
+def run_bench(cfg, out_dir: Path, *, results_dir: Path | None = None, seed_precision: str = "as-written",
+              name: str | None = None) -> dict:
     """seed_precision: "as-written" keeps TRL's defaults (bf16 autocast); "fp32" turns autocast off,
     the fair comparison on a CPU without native bf16."""
     from danlu.methods.lora import Lora
@@ -155,11 +156,15 @@ def run_bench(cfg, out_dir: Path, *, results_dir: Path | None = None, seed_preci
               "peak_memory": _ratio(b["peak_memory_bytes"], a["peak_memory_bytes"]),
               "final_loss": _ratio(b["final_loss"], a["final_loss"])}
     result = {"date": datetime.date.today().isoformat(), "hardware": hardware_name(), "versions": versions(),
-              "config": cfg.to_yaml_dict(), "rows": rows, "peak_flops": peak, "seed_precision": seed_precision, "seed_recipe": a, "danlu": b,
-              "ratios": ratios}
+              "name": name, "config": cfg.to_yaml_dict(), "rows": rows, "peak_flops": peak,
+              "seed_precision": seed_precision, "seed_recipe": a, "danlu": b, "ratios": ratios}
     if results_dir is not None:
         results_dir.mkdir(parents=True, exist_ok=True)
-        path = results_dir / f"{result['date']}-{result['hardware']}.json"
+        # one file per reading: <date>-<hardware>[-<config name>].json (a second reading that day is -2, -3 ...)
+        stem = "-".join(x for x in (result["date"], result["hardware"], name) if x)
+        path, n = results_dir / f"{stem}.json", 2
+        while path.exists():
+            path, n = results_dir / f"{stem}-{n}.json", n + 1
         path.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
         result["written_to"] = str(path)
     return result

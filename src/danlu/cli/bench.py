@@ -30,7 +30,8 @@ def bench(
 
     cfg = load_config(config, overrides or [])
     _warn_emulated_bf16(seed_precision)
-    res = run_bench(cfg, Path(out), results_dir=Path(results), seed_precision=seed_precision)
+    res = run_bench(cfg, Path(out), results_dir=Path(results), seed_precision=seed_precision,
+                    name=Path(config).stem)
     table = Table(title=f"danlu bench — {res['hardware']}")
     for col in ("", "seed recipe", "danlu", "danlu / seed"):
         table.add_column(col)
