@@ -117,6 +117,10 @@ class TrainConfig(StrictModel):
     fused_loss: bool = Field(
         True, description="Chunked linear + cross-entropy: never materialise full-vocabulary logits (where exact)."
     )
+    compile: bool = Field(
+        False, description="torch.compile the model (inductor). Pays on long runs: on the CPU bench 1.46x the "
+        "steady-state tokens/s after ~2 minutes of compiling; off by default.",
+    )
     release_memory: bool = Field(
         True, description="CPU runs: hand freed heap memory back to the OS after every step (glibc malloc_trim): "
         "peak RSS follows live memory, for a few % of speed. No effect on GPU runs.",

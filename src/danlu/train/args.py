@@ -52,6 +52,7 @@ def training_arguments(ctx, *, has_eval: bool, cls=TrainingArguments, **extra):
         bf16=ctx.precision == "bf16",
         fp16=ctx.precision == "fp16",
         gradient_checkpointing=t.gradient_checkpointing,
+        torch_compile=t.compile,
         gradient_checkpointing_kwargs=levers.checkpointing_kwargs(cfg),
         report_to=[r for r in t.report_to if r != "tensorboard"] or "none",
         remove_unused_columns=False,
