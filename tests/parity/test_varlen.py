@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from danlu.data.collate import PackingCollator, PaddingCollator, VarlenCollator, packing_collator
 from danlu.train.loss import causal_lm_loss
+from tests.parity.test_packing import _features  # the same samples as the 4D-mask packing parity
 
 REFERENCE = "danlu_varlen_reference"
 calls = {"n": 0}
@@ -37,17 +38,6 @@ def _register():
     from transformers import AttentionInterface
 
     AttentionInterface.register(REFERENCE, varlen_reference)
-
-
-def _features(n, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    feats = []
-    for i in range(n):
-        L = int(torch.randint(5, 30, (1,), generator=g))
-        ids = torch.randint(10, 500, (L,), generator=g).tolist()
-        labels = list(ids) if i == 1 else [-100] * (L // 2) + ids[L // 2:]  # sample 1: every token labelled
-        feats.append({"input_ids": ids, "labels": labels})
-    return feats
 
 
 def _model(lora: bool = False):
