@@ -107,3 +107,28 @@ def test_binding_elsewhere_without_auth_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--auth" in err and "Traceback" not in err
     assert not (tmp_path / "ws").exists()  # refused before anything was created
+
+
+def test_the_train_pages_estimate_is_danlu_plan_on_the_form(tmp_path):
+    """The Train page's memory / time / cost: the real `danlu plan --json` on the form's YAML, and
+    it follows the form (a longer max_length predicts more memory)."""
+    import json
+
+    from danlu.ui import form
+    from danlu.ui.pages.train import plan_estimate
+    from danlu.ui.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    (ws.dir("data") / "support_qa.jsonl").write_bytes(QUICKSTART.read_bytes())
+    specs = form.form_specs()
+    peaks = []
+    for length in (128, 1024):
+        data = _yaml(ws.root, "runs/p")
+        data["train"]["max_length"] = length
+        values, method, stage = form.config_to_values(specs, data)
+        text = plan_estimate(ws, specs, values, method, stage, "en")
+        assert text.startswith("```json"), text
+        out = json.loads(text.removeprefix("```json\n").removesuffix("\n```"))
+        assert out["peak_bytes"] > 0 and out["time"]["tokens_per_s"] > 0 and out["time"]["hours"] is not None
+        peaks.append(out["peak_bytes"])
+    assert peaks[1] > peaks[0]

@@ -23,13 +23,15 @@ class Calibration:
     cuda_context_bytes: float
     cuda_fragmentation: float
     cuda_efficiency: dict
+    cpu_bf16_gflops: float | None = None  # CPUs with native bf16 (AMX / AVX512-BF16)
+    cpu_bf16_efficiency: float | None = None
     cpu_source: str = ""
     cuda_source: str = ""
 
-    def efficiency(self, device: str, kind: str) -> float:
+    def efficiency(self, device: str, kind: str, precision: str = "fp32") -> float:
         """MFU for a device and a method kind (full | adapter | quantised)."""
         if device == "cpu":
-            return self.cpu_efficiency
+            return self.cpu_bf16_efficiency if precision == "bf16" and self.cpu_bf16_efficiency else self.cpu_efficiency
         return float(self.cuda_efficiency.get(kind, self.cuda_efficiency.get("adapter", 0.3)))
 
 
@@ -40,7 +42,10 @@ def calibration() -> Calibration:
     return Calibration(
         cpu_runtime_bytes=float(cpu["runtime_bytes"]), cpu_bytes_per_dataset_token=float(cpu["bytes_per_dataset_token"]),
         cpu_efficiency=float(cpu["efficiency"]), cpu_fp32_gflops=float(cpu["fp32_gflops"]),
-        cpu_allocator_retention=float(cpu.get("allocator_retention", 0.0)), cuda_runtime_bytes=float(cuda["runtime_bytes"]),
+        cpu_allocator_retention=float(cpu.get("allocator_retention", 0.0)),
+        cpu_bf16_gflops=float(cpu["bf16_gflops"]) if cpu.get("bf16_gflops") else None,
+        cpu_bf16_efficiency=float(cpu["bf16_efficiency"]) if cpu.get("bf16_efficiency") else None,
+        cuda_runtime_bytes=float(cuda["runtime_bytes"]),
         cuda_context_bytes=float(cuda["context_bytes"]), cuda_fragmentation=float(cuda["fragmentation"]),
         cuda_efficiency=dict(cuda["efficiency"]), cpu_source=str(cpu.get("source", "")),
         cuda_source=str(cuda.get("source", "")),

@@ -111,14 +111,18 @@ def this_machine() -> Device:
 
 def cpu_device() -> Device:
     """This CPU: memory = RAM available to a new process (physical RAM minus what others use);
-    FLOPS from danlu's own fp32 matmul reading (calibration.yaml)."""
+    FLOPS from danlu's own matmul readings (calibration.yaml): fp32, and bf16 where the CPU has
+    native bf16 (else a bf16 matmul runs no faster than fp32 — far slower, in fact)."""
     import psutil
 
+    from danlu.models.load import cpu_has_native_bf16
     from danlu.plan.calibration import calibration
 
     vm = psutil.virtual_memory()
-    gflops = calibration().cpu_fp32_gflops
-    return Device("cpu", "cpu", int(vm.available), gflops / 1000, gflops / 1000,
+    cal = calibration()
+    fp32 = cal.cpu_fp32_gflops
+    bf16 = cal.cpu_bf16_gflops if cal.cpu_bf16_gflops and cpu_has_native_bf16() else fp32
+    return Device("cpu", "cpu", int(vm.available), bf16 / 1000, fp32 / 1000,
                   f"this CPU ({psutil.cpu_count(logical=True)} threads, {vm.total / 1024**3:.0f} GiB RAM)")
 
 

@@ -121,7 +121,7 @@ def processed_tokens(spec) -> tuple[int | None, list[str]]:
 def estimate_time(spec, device: Device, prices: list[Price]) -> TimeEstimate:
     flops = training_flops(spec)
     kind = method_kind(spec)
-    eff = calibration().efficiency(device.kind, kind)
+    eff = calibration().efficiency(device.kind, kind, spec.precision)
     peak = device.peak_flops(spec.precision) * max(spec.gpus, 1)
     tps = peak * eff / flops.per_token
     per_epoch, notes = processed_tokens(spec)

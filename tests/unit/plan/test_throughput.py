@@ -62,3 +62,30 @@ def test_own_price_table(tmp_path):
     path.write_text("- {provider: mine}\n")
     with pytest.raises(UserError, match="row 1"):
         load_prices(path)
+
+
+
+def test_cpu_bf16_time_follows_the_cpu_bench_reading(monkeypatch):
+    """On a CPU with native bf16 the planner uses the measured bf16 matmul rate and bf16
+    efficiency: the CPU bench (cpu-lora: 34.1M Qwen2 shape, LoRA r16, length 512) is predicted
+    within 25% of the danlu tokens/s its committed reading recorded."""
+    import json
+    from pathlib import Path
+
+    import danlu.models.load as load
+    from danlu.plan.arch import arch_from_config
+    from danlu.plan.hardware import cpu_device
+
+    monkeypatch.setattr(load, "cpu_has_native_bf16", lambda: True)
+    reading = json.loads((Path(__file__).resolve().parents[3] / "bench" / "results" /
+                          "2026-12-02-cpu-2c-x86_64-cpu-lora.json").read_text())
+    arch = arch_from_config({"model_type": "qwen2", "hidden_size": 512, "intermediate_size": 1408,
+                             "num_hidden_layers": 6, "num_attention_heads": 8, "num_key_value_heads": 4,
+                             "vocab_size": 32000, "tie_word_embeddings": True}, name="cpu bench")
+    device = cpu_device()
+    assert device.bf16_tflops > 2 * device.fp32_tflops  # the measured bf16 rate, not the fp32 one
+    spec = RunSpec(arch, "lora", {"r": 16, "target_modules": "all-linear"}, max_length=512, batch_size=8,
+                   precision="bf16", device="cpu")
+    t = estimate_time(spec, device, [])
+    measured = reading["danlu"]["tokens_per_s"]
+    assert 0.75 < t.tokens_per_s / measured < 1.25, (t.tokens_per_s, measured)
