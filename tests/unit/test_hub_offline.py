@@ -66,3 +66,16 @@ def test_reachability_respects_offline_mode_and_proxies(monkeypatch, env, expect
         assert load.hub_reachable() is expected
     finally:
         load.hub_reachable.cache_clear()
+
+
+def test_a_hub_dataset_name_offline_fails_at_once_naming_data_train(monkeypatch):
+    from danlu.data.readers import read_rows
+    from danlu.errors import DataError
+
+    monkeypatch.setattr(load, "hub_reachable", lambda: False)
+    t0 = time.perf_counter()
+    with pytest.raises(DataError) as err:
+        list(read_rows("acme/support-tickets"))
+    assert time.perf_counter() - t0 < 5
+    msg = str(err.value)
+    assert "data.train" in msg and "not reachable" in msg and "check the file name" in msg

@@ -170,7 +170,17 @@ def _parquet(path: Path) -> Iterator[RawRow]:
 
 
 def _hub(source: str) -> Iterator[RawRow]:
+    from danlu.models.load import hub_endpoint, hub_reachable
+
     name, _, split = source.partition(":")
+    if not hub_reachable():  # streamed from the hub: say so at once, not after minutes of retries
+        raise DataError(
+            f"{source!r} is not a file here, and as a hub dataset it cannot be read: {hub_endpoint()} is not "
+            "reachable from this machine",
+            where="data.train",
+            hint="check the file name (relative to where you run danlu); for a hub dataset, download it where "
+                 "there is network and give the local file, or set HF_ENDPOINT to a mirror you can reach",
+        )
     try:
         import datasets
 
