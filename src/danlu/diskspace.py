@@ -45,7 +45,7 @@ def disk_full_error(path: Path, needed_bytes: int | None, what: str, after: str)
     free = free_bytes(path)
     need = f"about {_size(needed_bytes)}" if needed_bytes else "more space"
     return DiskFullError(f"disk full while saving {what} {path}: it needs {need}, {_size(free)} free. {after}",
-                         where=str(path), hint="free space on that disk (or write to another), then run again")
+                         hint="free space on that disk (or write to another), then run again")
 
 
 def _size(n: int) -> str:

@@ -91,3 +91,31 @@ def test_renders_stop_at_max_length_not_at_turn_count(tiny_tokenizer, tmp_path):
         tpl.render = render
         counts[turns] = (len(calls), sum(calls) - max(calls))  # prefix renders, messages they held
     assert counts[1000] == counts[100] and counts[100][0] < 20
+
+
+@pytest.mark.parametrize("policy", ["truncate", "drop"])
+def test_preference_pair_with_a_huge_answer_equals_the_unbounded_result(tiny_tokenizer, tmp_path, policy):
+    from danlu.config.schema import DataConfig
+    from danlu.data.sample import Preference
+    from danlu.stages.preference_data import encode_answer, encode_pair, fit_pair
+
+    tpl = _template(tiny_tokenizer, "auto", tmp_path)
+    prompt = [{"role": "user", "content": "Write a long answer."}]
+    chosen = [{"role": "assistant", "content": "Long answer 长回答. " * 3000}]
+    rejected = [{"role": "assistant", "content": "no"}]
+    cfg = DataConfig(train="x.jsonl", overlong=policy)
+    try:
+        got = encode_pair(Preference(prompt, chosen, rejected, where="f:1"), tpl, cfg, 48)[0]
+    except SampleDropped as exc:
+        got = str(exc).split(":")[0]
+    p1, c = encode_answer(tpl, prompt, chosen)  # the unbounded path, then data.overlong
+    p2, r = encode_answer(tpl, prompt, rejected)
+    try:
+        want = fit_pair(p1, [c, r], 48, policy, "f:1")
+        want = {"prompt_ids": p1, "chosen_ids": want[0], "rejected_ids": want[1]}
+    except SampleDropped as exc:
+        want = str(exc).split(":")[0]
+    assert got == want
+    huge_prompt = [{"role": "user", "content": "x" * 10 * char_budget(tpl.tokenizer, 48)}]
+    with pytest.raises(SampleDropped, match="prompt alone"):
+        encode_pair(Preference(huge_prompt, chosen, rejected, where="f:1"), tpl, DataConfig(train="x.jsonl"), 48)
