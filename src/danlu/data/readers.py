@@ -83,7 +83,7 @@ def _encoding(path: Path) -> str:
     return "utf-8"
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+def lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
     """(line number, text, None) per line, or (line number, None, why) for a line that is not valid
     UTF-8: each line is decoded on its own, so one bad byte costs that line only. A UTF-8 BOM is
     dropped; a UTF-16/32 file (with its BOM) is decoded as such. Line ends (LF, CRLF) stripped."""
@@ -141,7 +141,7 @@ def _parse_object(line: str) -> tuple[dict | None, str | None]:
 
 
 def _jsonl(path: Path) -> Iterator[RawRow]:
-    for lineno, line, error in _lines(path):
+    for lineno, line, error in lines(path):
         where = f"{path}:{lineno}"
         if error:
             yield RawRow(where, None, error)
@@ -266,7 +266,7 @@ def _txt(path: Path) -> Iterator[RawRow]:
     """Plain text: one document per blank-line-separated paragraph. A line that is not valid
     UTF-8 is reported on its own and ends the paragraph it was in."""
     buf, start = [], 1
-    for n, line, error in _lines(path):
+    for n, line, error in lines(path):
         if line is not None and line.strip():
             if not buf:
                 start = n
