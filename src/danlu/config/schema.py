@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from danlu.config.base import StrictModel
+from danlu.schema_base import StrictModel
 
 Auto = Literal["auto"]
 

@@ -112,8 +112,8 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     """Tokenizer, template, datasets, model with the method applied: a RunContext."""
     import torch
 
+    from danlu.chat.templates import resolve_template
     from danlu.data.report import write_reports
-    from danlu.data.templates import resolve_template
     from danlu.methods.base import MethodContext, count_parameters
     from danlu.models.load import compute_precision, load_tokenizer
     from danlu.train.context import RunContext
