@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from danlu.plan.estimate import GiB
+from danlu.plan.terms import GiB
 
 
 def register(app: typer.Typer) -> None:

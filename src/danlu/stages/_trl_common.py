@@ -30,7 +30,7 @@ def reference_model(ctx):
     in memory); a frozen second copy of the base for methods that change the base's weights."""
     if is_peft(ctx.model):
         return None
-    from danlu.train.runner import load_base
+    from danlu.train.base_model import load_base
 
     log.info("method %s trains the base weights: loading a frozen reference copy", ctx.config.method.name)
     ref = load_base(ctx)
