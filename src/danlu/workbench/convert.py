@@ -17,7 +17,6 @@ from danlu.chat.messages import Conversation, Labelled, Preference, Prompt, RowE
 from danlu.data.formats import FORMATS, FormatOptions, detect_format
 from danlu.errors import DataError, UserError
 from danlu.registry import Registry
-from danlu.workbench.preference_rows import FALLBACK_READERS
 from danlu.workbench.rowio import AtomicRowWriter, Summary, check_output, default_output, iter_good_rows
 
 # --- samples seen as another kind ------------------------------------------------------------
@@ -233,26 +232,34 @@ def writer_for(name: str) -> Writer:
 # --- reading -------------------------------------------------------------------------------
 
 
+# `--from kto`: any KTO layout, read row by row by the same formats training reads it with
+KIND_READERS = {"kto": ("unpaired",)}
+
+
 def reader_for(name: str) -> Callable[[dict], object]:
     if name in FORMATS:
         fmt = FORMATS.get(name)()
         return lambda row: fmt.convert(row, FormatOptions())
-    if name in FALLBACK_READERS:
-        return FALLBACK_READERS[name][1]
-    choices = sorted(set(FORMATS.names()) | set(FALLBACK_READERS))
+    if name in KIND_READERS:
+        return _reader_of_kind(name, KIND_READERS[name])
+    choices = sorted(set(FORMATS.names()) | set(KIND_READERS))
     raise UserError(f"unknown input format {name!r}; choose one of: {', '.join(choices)}", where="--from")
 
 
+def _reader_of_kind(name: str, kinds: tuple[str, ...]) -> Callable[[dict], object]:
+    def read(row: dict):
+        fmt = detect_format(row, kinds)
+        if fmt is None:
+            raise RowError(f"not a {name} row (fields {sorted(row)})")
+        return FORMATS.get(fmt)().convert(row, FormatOptions())
+
+    return read
+
+
 def detect(row: dict) -> str | None:
-    """Registered preference/KTO formats first (their rows also look like conversations), then
-    the layouts in preference_rows, then every other registered format."""
-    name = detect_format(row, ("preference", "unpaired"))
-    if name:
-        return name
-    for fallback, (matches, _) in FALLBACK_READERS.items():
-        if matches(row):
-            return fallback
-    return detect_format(row)
+    """Preference/KTO formats first (their rows also look like conversations), then every other
+    registered format: the same parsers `danlu train` reads these rows with."""
+    return detect_format(row, ("preference", "unpaired")) or detect_format(row)
 
 
 def convert_data(source: str, to: str, output: str | None = None, *, from_: str = "auto",

@@ -6,11 +6,12 @@ cannot hold is an error with file:line; a registered format with to_row is a wri
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from danlu.chat.messages import Conversation, Preference, Unpaired
+from danlu.chat.messages import Conversation, Preference, RowError, Unpaired
 from danlu.data.dataset import iter_samples
 from danlu.data.formats import Format, register_format
 from danlu.errors import DataError
@@ -158,3 +159,30 @@ def test_registered_format_with_to_row_is_a_writer(tmp_path):
     assert json.loads((tmp_path / "q.jsonl").read_text()) == {"q": "What is 2+2?", "a": "4"}
     convert_data(str(tmp_path / "q.jsonl"), "alpaca", str(tmp_path / "a.jsonl"), from_="test_qa_pairs")
     assert json.loads((tmp_path / "a.jsonl").read_text())["output"] == "4"
+
+
+USER, ANSWER = {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}
+
+
+@pytest.mark.parametrize("row", [
+    {"prompt": "q", "completion": "a", "label": "no"},  # a CSV-style label: False, as training reads it
+    {"messages": [USER, ANSWER], "kto_tag": True},
+    {"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "label": 1},
+    {"prompt": [USER], "chosen": [ANSWER], "rejected": "b", "system": "Be brief."},
+])
+def test_convert_reads_preference_and_kto_rows_as_training_does(tmp_path, row):
+    """One parser: `danlu data convert` (auto and --from kto) gives the sample `danlu train` reads."""
+    kind = "unpaired" if "chosen" not in row else "preference"
+    (trained,) = iter_samples(str(write_jsonl(tmp_path / "d.jsonl", [row])), kinds=(kind,), on_bad_row="error")
+    trained = replace(trained, where="")
+    assert reader_for(detect(row))(row) == trained
+    if kind == "unpaired":
+        assert reader_for("kto")(row) == trained and trained.label is (row.get("label", row.get("kto_tag")) not in ("no",))
+
+
+def test_convert_refuses_a_kto_row_training_refuses(tmp_path):
+    row = {"messages": [USER, ANSWER, {"role": "assistant", "content": "more"}], "label": True}
+    with pytest.raises(DataError):
+        list(iter_samples(str(write_jsonl(tmp_path / "d.jsonl", [row])), kinds=("unpaired",), on_bad_row="error"))
+    with pytest.raises(RowError):
+        reader_for("kto")(row)
