@@ -8,9 +8,9 @@ import copy
 
 import pytest
 
-from danlu.data.sample import Conversation, Text
-from danlu.data.templates import resolve_template
-from danlu.data.tokenize import SampleDropped, char_budget, encode_conversation, encode_text, fit_length
+from danlu.chat.messages import Conversation, Text
+from danlu.chat.templates import resolve_template
+from danlu.data.encode import SampleDropped, char_budget, encode_conversation, encode_text, fit_length
 
 
 def _conversation(turns: int) -> list[dict]:
@@ -96,8 +96,8 @@ def test_renders_stop_at_max_length_not_at_turn_count(tiny_tokenizer, tmp_path):
 @pytest.mark.parametrize("policy", ["truncate", "drop"])
 def test_preference_pair_with_a_huge_answer_equals_the_unbounded_result(tiny_tokenizer, tmp_path, policy):
     from danlu.config.schema import DataConfig
-    from danlu.data.sample import Preference
-    from danlu.stages.preference_data import encode_answer, encode_pair, fit_pair
+    from danlu.chat.messages import Preference
+    from danlu.stages._preference_data import encode_answer, encode_pair, fit_pair
 
     tpl = _template(tiny_tokenizer, "auto", tmp_path)
     prompt = [{"role": "user", "content": "Write a long answer."}]

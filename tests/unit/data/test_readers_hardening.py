@@ -12,7 +12,7 @@ import pytest
 from danlu.data.dataset import iter_samples
 from danlu.data.readers import read_rows
 from danlu.data.report import DataReport
-from danlu.data.validate import validate_data
+from danlu.workbench.validate import validate_data
 from danlu.errors import DataError
 
 ROW = {"instruction": "q", "input": "", "output": "a"}
