@@ -52,7 +52,7 @@ def main() -> None:
     from danlu.config.schema import DataConfig
     from danlu.data.dataset import encode_sample, iter_samples
     from danlu.data.report import DataReport
-    from danlu.data.templates import resolve_template
+    from danlu.chat.templates import resolve_template
     from danlu.models.load import load_tokenizer
 
     tpl = resolve_template(load_tokenizer("builtin:tiny"))
