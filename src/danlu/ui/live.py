@@ -45,9 +45,12 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def progress_html(step: int, total: int | None, eta: str, lang: str) -> str:
+def progress_html(step: int, total: int | None, eta: str | None, lang: str) -> str:
+    """A progress bar; the ETA only while training (eta None: not training)."""
     pct = min(100.0, 100.0 * step / total) if total else 0.0
-    text = t("live.progress", lang, step=step, total=total or "?", pct=f"{pct:.0f}", eta=eta)
+    text = t("live.progress", lang, step=step, total=total or "?", pct=f"{pct:.0f}")
+    if eta is not None:
+        text += " · " + t("live.eta", lang, eta=eta)
     return (f'<div class="danlu-progress"><progress max="100" value="{pct:.1f}"></progress>'
             f"<span>{html.escape(text)}</span></div>")
 
@@ -70,7 +73,8 @@ def snapshot(ws, jobs, run: str, lang: str) -> dict:
     loss, lr = curves(rows)
     eta = eta_seconds(ws.relative(run_dir), status, step, total)
     shown = status == "running" or step > 0 or (run_dir / JOB_FILE).exists()
-    return {"line": line, "progress": progress_html(step, total, fmt_duration(eta), lang) if shown else "",
+    eta_text = fmt_duration(eta) if status == "running" else None
+    return {"line": line, "progress": progress_html(step, total, eta_text, lang) if shown else "",
             "loss": loss if len(loss) else None, "lr": lr if len(lr) else None, "log": run_log(run_dir),
             "status": status}
 

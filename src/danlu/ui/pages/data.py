@@ -36,7 +36,7 @@ def build(ctx) -> None:
                      label="data.histogram", x_title="data.axis_tokens", y_title="data.axis_samples")
     problems = L.add(gr.Dataframe(elem_id="data-problems", interactive=False, visible=False), label="data.problems")
     samples = L.add(gr.HighlightedText(color_map={t("data.trained", lang): "green" for lang in LANGS}, combine_adjacent=True,
-                                       show_legend=True, elem_id="data-samples"), label="data.samples")
+                                       show_legend=False, elem_id="data-samples"), label="data.samples")
     with gr.Row():
         buttons = {a: L.add(gr.Button(elem_id=f"data-{a}"), value=f"data.{a}") for a in ACTIONS}
     action_out = L.add(gr.JSON(elem_id="data-action-out"), label="data.action_out")

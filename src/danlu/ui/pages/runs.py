@@ -27,7 +27,8 @@ def build(ctx) -> None:
     bar = gr.HTML(elem_id="runs-progress")
     with gr.Row():
         loss = L.add(gr.LinePlot(x="step", y="loss", color="series", elem_id="runs-loss", visible=False),
-                     label="runs.loss", x_title="runs.axis_step", y_title="runs.loss")
+                     label="runs.loss", x_title="runs.axis_step", y_title="runs.loss",
+                     color_title="runs.series")
         lr = L.add(gr.LinePlot(x="step", y="lr", elem_id="runs-lr", visible=False), label="runs.lr", x_title="runs.axis_step", y_title="runs.lr")
     log_box = L.add(gr.Textbox(lines=12, max_lines=12, autoscroll=True, elem_id="runs-log"), label="runs.log")
     timer = gr.Timer(POLL_S)

@@ -110,7 +110,8 @@ def build(ctx) -> None:
     bar = gr.HTML(elem_id="train-progress")
     with gr.Row():
         loss = L.add(gr.LinePlot(x="step", y="loss", color="series", elem_id="train-loss", visible=False,
-                                 height=240), label="runs.loss", x_title="runs.axis_step", y_title="runs.loss")
+                                 height=240), label="runs.loss", x_title="runs.axis_step", y_title="runs.loss",
+                     color_title="runs.series")
         lr = L.add(gr.LinePlot(x="step", y="lr", elem_id="train-lr", visible=False, height=240), label="runs.lr", x_title="runs.axis_step", y_title="runs.lr")
     log_box = L.add(gr.Textbox(lines=6, max_lines=6, autoscroll=True, elem_id="train-log", visible=False),
                     label="runs.log")
