@@ -81,6 +81,7 @@ def _converted(src: str, size: int, mtime_ns: int) -> Path:  # size/mtime: a cha
         log.info("%s: using its dequantised copy %s", path.name, target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target.parent, f".{path.stem}-")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}-", dir=target.parent))
     try:
         _convert(path, tmp)
@@ -92,6 +93,17 @@ def _converted(src: str, size: int, mtime_ns: int) -> Path:  # size/mtime: a cha
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def remove_stale(folder: Path, prefix: str, older_than_s: float = 6 * 3600) -> None:
+    """Temporary files or folders a killed conversion left behind (a live one is younger)."""
+    for p in folder.glob(prefix + "*"):
+        try:
+            if time.time() - p.stat().st_mtime > older_than_s:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+                log.info("removed %s, left by an interrupted conversion", p)
+        except OSError:
+            pass
 
 
 def gguf_metadata(path: Path) -> dict:

