@@ -132,9 +132,10 @@ def _format_errors(exc: ValidationError, data: dict, cls, where_of) -> str:
 
 
 def _is_union_branch(part) -> bool:
-    """pydantic names union branches in error locations ('float', "literal['auto']", 'list[str]')."""
+    """pydantic names union branches in error locations ('float', "literal['auto']", 'list[str]',
+    'constrained-float' for a bounded number)."""
     return isinstance(part, str) and (
-        "[" in part or part in ("int", "float", "str", "bool", "dict", "list", "none", "function-after", "tagged-union")
+        "[" in part or part.startswith("constrained-") or part in ("int", "float", "str", "bool", "dict", "list", "none", "function-after", "tagged-union")
     )
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from danlu.config.base import StrictModel
+from danlu.config.base import SEED_MAX, StrictModel
 
 Auto = Literal["auto"]
 
@@ -67,7 +67,7 @@ class DataConfig(StrictModel):
         "flash-attention, rows with a block-diagonal mask under sdpa/eager."
     )
     max_samples: int | None = Field(None, ge=1, description="Use at most this many training rows (after reading).")
-    shuffle_seed: int | None = Field(None, description="Seed for the eval_split; defaults to train.seed.")
+    shuffle_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Seed for the eval_split; defaults to train.seed.")
 
     @field_validator("train", "eval")
     @classmethod
@@ -77,16 +77,22 @@ class DataConfig(StrictModel):
         return v
 
 
+def _steps_not_zero(v: int) -> int:
+    if v == 0:
+        raise ValueError("0 steps trains nothing; give a positive number of steps, or -1 to train for train.epochs")
+    return v
+
+
 class TrainConfig(StrictModel):
     epochs: float = Field(3.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
-    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
-    learning_rate: float | Auto = Field(
-        "auto", description="Peak learning rate; auto follows the model size and method (shown in config.yaml)."
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    learning_rate: Annotated[float, Field(gt=0)] | Auto = Field(
+        "auto", description="Peak learning rate (> 0); auto follows the model size and method (shown in config.yaml)."
     )
     batch_size: int = Field(4, ge=1, description="Samples per device per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step (loss normalised over them).")
     max_length: int = Field(1024, ge=8, description="Maximum tokens per sample (see data.overlong).")
-    seed: int = Field(42, description="Seed for weights of new parameters, data order and dropout.")
+    seed: int = Field(42, ge=0, le=SEED_MAX, description="Seed for weights of new parameters, data order and dropout.")
     deterministic: bool = Field(False, description="Deterministic kernels; bit-exact reruns and resume on CPU.")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
         "cosine", description="Learning-rate schedule after warmup."
@@ -145,6 +151,11 @@ class TrainConfig(StrictModel):
     ddp_timeout: int = Field(
         1800, ge=10, description="Seconds a process waits for the others in a collective before the job stops."
     )
+
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps_not_zero(cls, v):
+        return _steps_not_zero(v)
 
 
 DEFAULT_RUBRIC = (
