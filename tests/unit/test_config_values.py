@@ -34,7 +34,8 @@ BAD = [
     ({"train_extra": "  learning_rate: 0\n"}, "train.learning_rate", 9),
     ({"train_extra": "  learning_rate: .nan\n"}, "train.learning_rate", 9),
     ({"train_extra": "  learning_rate: .inf\n"}, "train.learning_rate", 9),
-    ({"train_extra": "  epochs: .inf\n  max_steps: -1\n"}, "train.epochs", 9),
+    ({"train_extra": "  epochs: .inf\n"}, "train.epochs", 9),
+    ({"train_extra": "  epochs: 0\n"}, "train.epochs", 9),
     ({"train_extra": "  weight_decay: .nan\n"}, "train.weight_decay", 9),
     ({"train_extra": "  max_grad_norm: .inf\n"}, "train.max_grad_norm", 9),
     ({"train_extra": "  seed: -1\n"}, "train.seed", 9),
@@ -88,3 +89,50 @@ def test_bounded_numbers_keep_their_ui_widget():
 
     assert classify(TrainConfig.model_fields["learning_rate"].annotation)["kind"] == "auto_number"
     assert classify(Lora.model_fields["r"].annotation) == {"optional": False, "kind": "auto_number", "item": int}
+
+
+def test_duplicate_key_is_refused_naming_both_lines(tmp_path):
+    path = write(tmp_path, train_extra="  learning_rate: 1e-4\n  max_steps: 5\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:10" in str(err.value) and "first at line 8" in str(err.value)
+    assert "'train.max_steps'" in str(err.value)
+
+
+def test_merge_keys_and_lists_of_mappings_still_load(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("base: &b {max_steps: 2, seed: 3}\nmodel: {name_or_path: builtin:tiny}\n"
+                    "data: {train: [a.jsonl, b.jsonl]}\nmethod: {name: lora}\ntrain:\n  <<: *b\n  seed: 4\n",
+                    encoding="utf-8")
+    from danlu.config.load import read_yaml
+
+    data, lines = read_yaml(path)
+    assert data["train"] == {"max_steps": 2, "seed": 4} and lines[("train", "seed")] == 7
+
+
+@pytest.mark.parametrize(("encode", "needle", "where"), [
+    (lambda t: t.encode("utf-16"), "UTF-16", "cfg.yaml:"),
+    (lambda t: t.replace("tiny", "tiny  # café").encode("latin-1"), "0xe9", "cfg.yaml:2"),
+])
+def test_config_not_utf8_is_refused(tmp_path, encode, needle, where):
+    path = write(tmp_path)
+    path.write_bytes(encode(path.read_text(encoding="utf-8")))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert needle in str(err.value) and where in str(err.value) and "UTF-8" in str(err.value)
+
+
+def test_utf8_bom_is_fine(tmp_path):
+    path = write(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_config(path).model.name_or_path == "builtin:tiny"
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "FILE", "FILE/run"])
+def test_output_dir_that_is_not_a_directory_is_refused(tmp_path, target):
+    (tmp_path / "a_file").write_text("x")
+    out = target.replace("FILE", str(tmp_path / "a_file"))
+    path = write(tmp_path, tail=f"output_dir: {out}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "output_dir" in str(err.value) and f"{path}:9" in str(err.value) and "directory" in str(err.value)

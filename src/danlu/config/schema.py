@@ -6,6 +6,7 @@ strictly: an unknown key is an error that names the closest valid key."""
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, field_validator, model_validator
@@ -239,6 +240,19 @@ class RunConfigBase(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: str = Field("runs/danlu", description="Run directory: config, metrics, checkpoints, final artefact.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir_is_a_directory(cls, v: str) -> str:
+        """A file, a device (/dev/null) or a path under a file cannot hold a run."""
+        path = Path(v).expanduser()
+        for p in (path, *path.parents):
+            if p.exists():
+                if not p.is_dir():
+                    what = "a file" if p.is_file() else "not a directory (a device or other special file)"
+                    raise ValueError(f"{p} is {what}; give a directory to write the run into (created if missing)")
+                break
+        return v
 
     def stage_options(self):
         """The options section of the chosen stage (a StageConfig instance)."""
