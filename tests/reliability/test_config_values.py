@@ -136,3 +136,13 @@ def test_output_dir_that_is_not_a_directory_is_refused(tmp_path, target):
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert "output_dir" in str(err.value) and f"{path}:9" in str(err.value) and "directory" in str(err.value)
+
+
+def test_cli_answers_a_nonsense_config_with_exit_2(tmp_path):
+    from tests.conftest import run_cli
+
+    path = write(tmp_path, method_extra="  r: 0\n", train_extra="  learning_rate: .nan\n  seed: -1\n")
+    proc = run_cli("train", str(path), timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    for key, line in (("method.r", 7), ("train.learning_rate", 10), ("train.seed", 11)):
+        assert f"cfg.yaml:{line}: '{key}'" in proc.stderr, proc.stderr
