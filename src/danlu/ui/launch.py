@@ -77,14 +77,25 @@ def launch_training(ws: Workspace, jobs: Jobs, data: dict, *, overwrite: bool = 
     if _holds_run(run_dir) and not overwrite:
         raise UserError(f"{key} already holds a run", where="output_dir",
                         hint="resume it from the Runs page, tick 'overwrite', or pick another output_dir")
-    config = ws.dir("configs") / f"{safe_filename(run_dir.name)}.yaml"
-    config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    rel_config = ws.relative(config)
-    argv = danlu_argv("train", rel_config, *(["--overwrite"] if overwrite else []))
+    rel_config, args = planned_command(ws, data, overwrite=overwrite)
+    ws.resolve(rel_config).parent.mkdir(parents=True, exist_ok=True)
+    ws.resolve(rel_config).write_text(config_yaml(data), encoding="utf-8")
+    argv = danlu_argv(*args)
     run_dir.mkdir(parents=True, exist_ok=True)
     jobs.start(key, "train", argv, cwd=ws.root, log_path=run_dir / LOG_FILE, meta_path=run_dir / JOB_FILE,
                meta={"config": rel_config})
     return Launched(key, rel_config, argv)
+
+
+def planned_command(ws: Workspace, data: dict, *, overwrite: bool = False) -> tuple[str, list[str]]:
+    """(the YAML Start writes, workspace-relative; the `danlu` arguments it runs on it)."""
+    run_dir = ws.resolve(str(data.get("output_dir") or "runs/danlu"))
+    rel_config = f"configs/{safe_filename(run_dir.name)}.yaml"
+    return rel_config, ["train", rel_config, *(["--overwrite"] if overwrite else [])]
+
+
+def config_yaml(data: dict) -> str:
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
 
 
 def resume_run(ws: Workspace, jobs: Jobs, run: str) -> Launched:
