@@ -20,7 +20,7 @@ class AdaLora(PeftMethod):
     name: Literal["adalora"] = "adalora"
     init_r: int = Field(12, ge=1, description="Starting rank of every adapted matrix.")
     target_r: int = Field(8, ge=1, description="Average rank left after pruning (the budget).")
-    alpha: float | None = Field(None, alias="lora_alpha", description="Scaling numerator. Default 2·init_r.")
+    alpha: float | None = Field(None, gt=0, alias="lora_alpha", description="Scaling numerator. Default 2·init_r.")
     dropout: float = Field(0.0, ge=0, lt=1, alias="lora_dropout", description="Dropout on the adapter input.")
     target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: all-linear or names.")
     tinit: int = Field(0, ge=0, description="Steps before pruning starts.")

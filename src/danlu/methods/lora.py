@@ -8,7 +8,7 @@ import logging
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -32,9 +32,10 @@ CLASSIFIER_HEADS = ["classifier", "score"]
 @register_method("lora", aliases=tuple(SHORTHANDS))
 class Lora(PeftMethod):
     name: Literal["lora", "qlora", "dora", "lora_plus", "rslora", "pissa"] = "lora"
-    r: int | Literal["auto"] = Field(16, description="Rank of the update B·A (8–16 typical; 64–128 for math/code).")
+    r: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        16, description="Rank of the update B·A (8–16 typical; 64–128 for math/code).")
     alpha: float | None = Field(
-        None, alias="lora_alpha", description="Scaling numerator: update = (alpha/r)·B·A. Default 2·r."
+        None, gt=0, alias="lora_alpha", description="Scaling numerator: update = (alpha/r)·B·A. Default 2·r."
     )
     dropout: float = Field(0.05, ge=0, lt=1, alias="lora_dropout", description="Dropout on the LoRA input.")
     target_modules: list[str] | str = Field(
