@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
+    from danlu.methods.shape import MethodShape, ModelShape
+
 
 @dataclass
 class MethodContext:
@@ -69,6 +71,11 @@ class Method(StrictModel):
 
     def check(self, run_config) -> None:
         """Cross-section checks at config time; raise ConfigError with the reason."""
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        """What these options train and add on a model of this shape (danlu.methods.shape), read by
+        the planner. Every registered method defines it (registration refuses a class without)."""
+        raise NotImplementedError
 
     def load_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for `from_pretrained` (e.g. a quantization_config)."""

@@ -16,6 +16,7 @@ from danlu.errors import ConfigError
 from danlu.methods.base import MethodContext, invalid
 from danlu.methods.peft_base import PEFT_TASK, PeftMethod
 from danlu.methods.registry import register_method
+from danlu.methods.shape import Adapter, MethodShape, ModelShape, saved_modules, targets
 
 log = logging.getLogger(__name__)
 SHORTHANDS = {
@@ -25,6 +26,7 @@ SHORTHANDS = {
     "rslora": {"use_rslora": True},
     "pissa": {"init": "pissa"},
 }
+QUANT_BITS = {"nf4": 4, "fp4": 4, "int8": 8}  # bits a quantised frozen base linear is stored in
 MUTATING_INITS = ("pissa", "olora")  # these subtract the initial B·A from the base weights
 CLASSIFIER_HEADS = ["classifier", "score"]
 
@@ -95,6 +97,21 @@ class Lora(PeftMethod):
             facts.update(trains="low-rank direction A·B + a magnitude per output",
                          inference_cost="none after merge; a weight norm per forward unmerged")
         return facts
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        r, dora = self.rank, self.use_dora
+        picked = targets(arch, self.target_modules)
+        per_block = sum(r * (lin.d_in + lin.d_out) + (lin.d_out if dora else 0) for lin in picked)
+        extra, _ = saved_modules(arch, self.modules_to_save)
+        adapter = Adapter("lora", rank=r, dropout=self.dropout, dora=dora)
+        shape = MethodShape("lora", arch.layers * per_block + extra, quant_bits=QUANT_BITS.get(self.quantize),
+                            double_quant=self.double_quant, adapters={lin.name: adapter for lin in picked},
+                            embeddings_train=bool(extra),
+                            largest_trainable=max(extra, max(r * max(lin.d_in, lin.d_out) for lin in picked)))
+        if dora:
+            shape.notes.append("DoRA: the weight norm of every adapted module is recomputed each step "
+                               "(one full weight-sized temporary at a time)")
+        return shape
 
     def check(self, run_config) -> None:
         if self.quantize:

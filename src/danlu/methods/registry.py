@@ -1,6 +1,17 @@
-"""Registry of fine-tuning methods: `method.name` → the method's config class (its strategy)."""
+"""Registry of fine-tuning methods: `method.name` → the method's config class (its strategy).
+A class registers only if it declares its memory shape (`memory_shape`), so `danlu plan` and the
+memory check of `danlu train` can plan every method that trains."""
 
 from danlu.registry import Registry
 
-METHODS: Registry = Registry("method")
+
+def _declares_memory_shape(name: str, cls) -> None:
+    from danlu.methods.base import Method
+
+    if getattr(cls, "memory_shape", Method.memory_shape) is Method.memory_shape:
+        raise TypeError(f"method {name!r} ({cls.__name__}) must define memory_shape(self, arch) -> MethodShape "
+                        "(danlu.methods.shape): what it trains and adds, for danlu plan")
+
+
+METHODS: Registry = Registry("method", check=_declares_memory_shape)
 register_method = METHODS.register

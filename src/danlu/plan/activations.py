@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from danlu.plan.arch import Arch, Linear
-from danlu.plan.methods import Adapter, MethodShape
+from danlu.methods.shape import Adapter, MethodShape
 
 
 @dataclass(frozen=True)

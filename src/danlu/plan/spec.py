@@ -9,7 +9,8 @@ from typing import Any
 
 from danlu.errors import UserError
 from danlu.plan.arch import Arch, resolve_arch
-from danlu.plan.methods import MethodShape, method_shape
+from danlu.methods.shape import MethodShape
+from danlu.plan.methods import method_shape
 
 STRATEGIES = ("ddp", "fsdp", "zero1", "zero2", "zero3")
 OFFLOADS = ("none", "optimizer", "all")

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape
 
 
 @cache
@@ -53,6 +54,9 @@ class Classify(Stage):
     labels: list[str] | None = Field(
         None, description="Label names in id order; default: every label in the training data, sorted."
     )
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return StageShape(lm_logits=False, head_outputs=len(self.labels) if self.labels else 2)
 
     @property
     def task(self) -> str:  # the model head the runner loads

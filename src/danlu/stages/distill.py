@@ -18,6 +18,7 @@ from pydantic import Field
 from danlu.errors import ConfigError
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import ExtraModel, PlannedRun, StageShape
 
 
 @register_stage("distill")
@@ -34,6 +35,12 @@ class Distill(Stage):
         0.5, ge=0, le=1, description="Weight of the KL term; 1 − alpha weighs the cross-entropy on the labels.")
     max_completion_length: int = Field(256, ge=1, description="Most tokens the teacher writes per answer (sequence).")
     teacher_temperature: float = Field(0.0, ge=0, description="Sampling temperature of the teacher (0: greedy).")
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        arch = run.resolve(self.teacher) if self.teacher else run.arch
+        notes = [] if self.teacher else ["no distill.teacher given: teacher assumed the student's size"]
+        return StageShape(extra=[ExtraModel("teacher", arch.n_params, arch=arch, forward_rows=1)],
+                          teacher_logits=True, notes=notes)
 
     def check(self, run_config) -> None:
         if not self.teacher:

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape, preference_shape
 
 
 @cache
@@ -94,6 +95,9 @@ class DPO(Stage):
     sft_weight: float = Field(
         0.0, ge=0, description="Add this × the NLL of the chosen answer (RPO; with simpo: CPO-SimPO). 0: off."
     )
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return preference_shape(run)
 
     def build_datasets(self, ctx):
         from danlu.stages.preference_data import build_row_datasets, encode_pair

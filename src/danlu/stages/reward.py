@@ -12,6 +12,7 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape
 
 
 @cache
@@ -62,6 +63,9 @@ class Reward(Stage):
     center_rewards_coefficient: float | None = Field(
         None, ge=0, description="Pull the mean reward towards 0 with this weight (0.01 recommended); null: off."
     )
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return StageShape(rows=2, lm_logits=False, head_outputs=1)
 
     def model_kwargs(self, ctx) -> dict:
         return {"num_labels": 1, "pad_token_id": ctx.tokenizer.pad_token_id}
