@@ -52,12 +52,12 @@ class Distill(Stage):
 
         if self.mode == "logits":  # before any model is loaded
             check_same_vocabulary(ctx.tokenizer, teacher_tokenizer(self.teacher))
-        ctx.extra["teacher"] = load_teacher(self.teacher)
+        ctx.teacher = load_teacher(self.teacher)
         if self.mode == "sequence":
             from danlu.stages.kd.sequence import build_sequence_datasets
 
             datasets = build_sequence_datasets(ctx, self)
-            del ctx.extra["teacher"]  # the student trains on the answers alone
+            ctx.teacher = None  # the student trains on the answers alone
             return datasets
         return super().build_datasets(ctx)
 

@@ -68,13 +68,13 @@ def before_training(ctx, trainer, *, kind: str, beta: float) -> None:
     from danlu.stages.preference_eval import NEEDS_REFERENCE
 
     if not NEEDS_REFERENCE[kind]:
-        ctx.extra["held_out_before"] = preference_metrics(ctx, trainer, kind=kind, beta=beta, prefix="eval_before_")
+        ctx.held_out_before = preference_metrics(ctx, trainer, kind=kind, beta=beta, prefix="eval_before_")
 
 
 def after_preference_training(ctx, trainer, *, kind: str, beta: float) -> dict:
     from danlu.stages.trl_common import drop_ref_after_training
 
-    out = {**ctx.extra.pop("held_out_before", {}), **preference_metrics(ctx, trainer, kind=kind, beta=beta)}
+    out = {**ctx.held_out_before, **preference_metrics(ctx, trainer, kind=kind, beta=beta)}
     drop_ref_after_training(trainer)
     return out
 

@@ -116,12 +116,11 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     from danlu.data.templates import resolve_template
     from danlu.methods.base import MethodContext, count_parameters
     from danlu.models.load import compute_precision, load_tokenizer
-    from danlu.train.context import RunContext
+    from danlu.train.context import ParamCounts, RunContext
 
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # new parameters (LoRA A, heads) init from this
     stage = cfg.stage_options()
-    ctx = RunContext(config=cfg, run_dir=run_dir, is_main=is_main)
-    ctx.extra["task"] = stage.task
+    ctx = RunContext(config=cfg, run_dir=run_dir, is_main=is_main, task=stage.task)
     ctx.precision = compute_precision(cfg.train.precision)
     cfg.method.check(cfg)
     stage.check(cfg)
@@ -144,8 +143,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     trainable, total = count_parameters(model)
     lr = cfg.train.learning_rate
     ctx.learning_rate = cfg.method.auto_learning_rate(total) if lr == "auto" else float(lr)
-    ctx.extra["params"] = {"trainable_params": trainable, "total_params": total,
-                           "trainable_percent": round(100.0 * trainable / max(total, 1), 4)}
+    ctx.params = ParamCounts(trainable, total)
     log.info("trainable params: %s / %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(total, 1))
     return ctx, train_ds, eval_ds
 
@@ -181,7 +179,7 @@ def plan_summary(cfg, ctx, train_ds) -> dict:
         "label_tokens_per_epoch": tokens.get("label_tokens"),
         "learning_rate": ctx.learning_rate,
         "precision": ctx.precision,
-        **ctx.extra["params"],
+        **(ctx.params.as_dict() if ctx.params else {}),
     }
 
 
@@ -218,8 +216,8 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     for callback in callbacks or []:  # danlu sweep's pruning callback
         trainer.add_callback(callback)
     ctx.trainer = trainer
-    if "levers" in ctx.extra:
-        info["levers"] = ctx.extra["levers"]
+    if ctx.levers is not None:
+        info["levers"] = ctx.levers
     info["distributed"] = distributed.describe(trainer)
     if info["distributed"]["world_size"] > 1 or cfg.train.distributed != "none":
         log.info("distributed: %(engine)s over %(world_size)d process(es), backend %(backend)s", info["distributed"])
@@ -240,7 +238,7 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     final = cfg.stage_options().after_training(ctx, trainer)
     if final:
         log.info("held-out: %s", ", ".join(f"{k} {v}" for k, v in final.items()))
-    artefact = ctx.extra.get("artefact_override") or _save(ctx, trainer)
+    artefact = _save(ctx, trainer)
     info.update(**final)
     info.update(
         train_runtime_s=round(time.perf_counter() - t0, 2),

@@ -235,8 +235,8 @@ def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=Causal
     cfg = ctx.config
     if collator is None:
         collator = choose_collator(ctx)
-    ctx.extra["levers"] = describe(cfg, ctx.model, packing=packing_kind(collator))
-    log_levers(ctx.extra["levers"])
+    ctx.levers = describe(cfg, ctx.model, packing=packing_kind(collator))
+    log_levers(ctx.levers)
     trainer_cls = type(trainer_cls.__name__, (trainer_cls,), {"danlu_method": cfg.method,
                                                               "danlu_fused_loss": fused_loss_requested(cfg)})
     trainer = trainer_cls(
