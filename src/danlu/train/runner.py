@@ -138,7 +138,8 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     torch.manual_seed(cfg.train.seed)  # new weights (LoRA A, adapters, virtual tokens) are the same every run
     model = cfg.method.apply(model, MethodContext(task=stage.task, seed=cfg.train.seed,
                                                    model_type=getattr(model.config, "model_type", ""),
-                                                   total_steps=optimizer_steps(cfg, len(train_ds))[0]))
+                                                   total_steps=optimizer_steps(cfg, len(train_ds))[0],
+                                                   batch_source=lambda n: first_batches(ctx, train_ds, n)))
     ctx.model = model
     trainable, total = count_parameters(model)
     lr = cfg.train.learning_rate
@@ -146,6 +147,17 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     ctx.params = ParamCounts(trainable, total)
     log.info("trainable params: %s / %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(total, 1))
     return ctx, train_ds, eval_ds
+
+
+def first_batches(ctx, dataset, n: int) -> list[dict]:
+    """The first `n` micro-batches of the tokenised training set, padded (no packing: a
+    data-aware initialisation reads plain rows), for a method that looks at data at set-up."""
+    from danlu.data.collate import PaddingCollator
+
+    size = ctx.config.train.batch_size
+    rows = [dataset[i] for i in range(min(len(dataset), n * size))]
+    collate = PaddingCollator(ctx.tokenizer.pad_token_id)
+    return [collate(rows[i:i + size]) for i in range(0, len(rows), size)]
 
 
 def resolved_config(cfg, ctx) -> dict:
