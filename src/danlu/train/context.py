@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from danlu.data.formats import FormatOptions
 from danlu.train.callbacks import GracefulStop
@@ -15,9 +15,24 @@ if TYPE_CHECKING:
     import torch.nn as nn
     from transformers import PreTrainedTokenizerBase, Trainer
 
-    from danlu.config.schema import RunConfigBase
     from danlu.data.report import DataReport
     from danlu.data.templates import ChatTemplate
+    from danlu.methods.base import Method
+
+
+class RunConfigView(Protocol):
+    """What a run reads of its RunConfig (danlu.config.schema assembles it from the method and
+    stage registries, a layer above train/, so it is described here rather than imported)."""
+
+    model: Any  # ModelConfig
+    data: Any  # DataConfig
+    train: Any  # TrainConfig
+    eval: Any  # EvalConfig
+    method: Method
+    stage: str
+    output_dir: str
+
+    def stage_options(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +50,7 @@ class ParamCounts:
 
 @dataclass
 class RunContext:
-    config: RunConfigBase
+    config: RunConfigView
     run_dir: Path
     tokenizer: PreTrainedTokenizerBase | None = None
     template: ChatTemplate | None = None
