@@ -151,9 +151,7 @@ class Lora(PeftMethod):
         }
 
     def peft_config(self, ctx: MethodContext, model):
-        from peft import LoraConfig
-
-        from peft import EvaConfig
+        from peft import EvaConfig, LoraConfig
 
         init = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora", "eva": "eva"}[self.init]
         return LoraConfig(

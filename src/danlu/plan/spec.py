@@ -9,8 +9,8 @@ from typing import Any
 
 from danlu import runplan
 from danlu.errors import UserError
-from danlu.plan.arch import Arch, resolve_arch
 from danlu.methods.shape import MethodShape
+from danlu.plan.arch import Arch, resolve_arch
 from danlu.plan.methods import method_shape
 
 STRATEGIES = ("ddp", "fsdp", "zero1", "zero2", "zero3")
@@ -112,11 +112,6 @@ def planned_attention(requested: str, device: str, precision: str) -> str:
 def planned_liger(cfg) -> bool:
     """train.liger_kernel as `danlu train` resolves it here (auto: CUDA and liger-kernel installed)."""
     return runplan.liger_enabled(cfg)
-
-
-def fused_loss_applies(cfg, arch: Arch) -> bool:
-    """As CausalLMTrainer decides (danlu.runplan.fused_loss_applies)."""
-    return runplan.fused_loss_applies(cfg, arch.model_type)
 
 
 def resolve_precision(requested: str, device: str) -> str:

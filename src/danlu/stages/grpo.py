@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import Field
 
 from danlu.stages.registry import register_stage
-from danlu.stages.shape import PlannedRun, StageShape, reference_model
 from danlu.stages.rl.options import RLStage
+from danlu.stages.shape import PlannedRun, StageShape, reference_model
 
 
 @register_stage("grpo")

@@ -14,8 +14,8 @@ from typing import Literal
 from pydantic import Field
 
 from danlu.stages.registry import register_stage
-from danlu.stages.shape import ExtraModel, PlannedRun, StageShape
 from danlu.stages.rl.options import RLStage
+from danlu.stages.shape import ExtraModel, PlannedRun, StageShape
 
 
 @register_stage("ppo")

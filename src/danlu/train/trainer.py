@@ -227,9 +227,9 @@ def quiet(trainer) -> None:
 
 
 def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=CausalLMTrainer, collator=None):
+    from danlu.runplan import fused_loss_requested
     from danlu.train.args import training_arguments
     from danlu.train.callbacks import standard_callbacks
-    from danlu.runplan import fused_loss_requested
     from danlu.train.levers import describe, liger_arguments, log_levers
 
     cfg = ctx.config
