@@ -87,6 +87,8 @@ class Method(StrictModel):
         the planner. Every registered method defines it (registration refuses a class without)."""
         raise NotImplementedError
 
+    memory_shape.placeholder = True  # what register_method looks for: this one is not a declaration
+
     def load_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for `from_pretrained` (e.g. a quantization_config)."""
         return {}
