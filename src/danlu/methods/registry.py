@@ -6,7 +6,8 @@ from danlu.registry import Registry
 
 
 def _declares_memory_shape(name: str, cls) -> None:
-    if getattr(getattr(cls, "memory_shape", None), "placeholder", True):  # Method's own is a placeholder
+    declared = getattr(cls, "memory_shape", None)
+    if declared is None or getattr(declared, "placeholder", False):  # Method's own is a placeholder
         raise TypeError(f"method {name!r} ({cls.__name__}) must define memory_shape(self, arch) -> MethodShape "
                         "(danlu.methods.shape): what it trains and adds, for danlu plan")
 

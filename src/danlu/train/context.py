@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, Trainer
 
     from danlu.data.report import DataReport
-    from danlu.data.templates import ChatTemplate
+    from danlu.chat.templates import ChatTemplate
     from danlu.methods.base import Method
 
 
