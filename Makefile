@@ -30,9 +30,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not slow and not browser"
 
-# The web UI in headless Chromium (Debian's chromium + Playwright's Python package); screenshots in test-artefacts/browser/.
+# The web UI in headless Chromium (Debian's chromium + a CJK font + Playwright's Python package);
+# screenshots of every page in en and zh in test-artefacts/browser/.
 test-browser: $(STAMP)
-	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+	@{ test -x /usr/bin/chromium && fc-list :lang=zh | grep -q .; } || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium fonts-wqy-microhei; }
 	$(BIN)/python -m pip install -q -e ".[browser]"
 	$(BIN)/python -m pytest -q -m browser tests/browser
 

@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 # module name → how it attaches (each module defines `register(app)`)
-COMMAND_MODULES = ["train", "chat", "data", "methods"]
+COMMAND_MODULES = ["train", "chat", "data", "methods", "models"]
 OPTIONAL_MODULES = ["eval", "export", "serve", "plan", "merge", "bench", "ui", "synth", "interop"]
 
 

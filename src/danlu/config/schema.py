@@ -18,7 +18,9 @@ Auto = Literal["auto"]
 
 class ModelConfig(StrictModel):
     name_or_path: str = Field(
-        ..., description="Hub id (Qwen/Qwen2.5-0.5B-Instruct), a local directory, or builtin:tiny / builtin:small."
+        ..., description="Hub id (Qwen/Qwen2.5-0.5B-Instruct), a local directory, a .gguf file (or a folder "
+        "holding one; dequantised once into $DANLU_HOME), a packaged real model (pkg:smollm2-135m-instruct, "
+        "pkg:gemma3-270m) or builtin:tiny / builtin:small; `danlu models` lists the named ones."
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to load.")
     trust_remote_code: bool = Field(False, description="Allow a model's own Python code to run. Off unless you set it.")

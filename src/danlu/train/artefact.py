@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import danlu
+from danlu.diskspace import guard_save, tensor_bytes
 
 META = "danlu.json"
 
@@ -61,12 +62,17 @@ def save_artefact(ctx, trainer) -> Path:
     if ctx.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    ctx.config.method.save_final(trainer, tmp)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with guard_save(final, what=f"the {final.name}", cleanup=tmp,
+                    needed_bytes=lambda: tensor_bytes(model, trainable_only=ctx.config.method.artefact == "adapter"),
+                    after="The checkpoints are intact: free space, then `danlu train CONFIG --resume` writes it."):
+        ctx.config.method.save_final(trainer, tmp)
+        if ctx.is_main:
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+            ctx.tokenizer.save_pretrained(str(tmp))
+            write_generation_config(tmp, ctx, model)
+            write_metadata(tmp, ctx)
     if ctx.is_main:
-        (tmp / "training_args.bin").unlink(missing_ok=True)
-        ctx.tokenizer.save_pretrained(str(tmp))
-        write_generation_config(tmp, ctx, trainer.accelerator.unwrap_model(trainer.model))
-        write_metadata(tmp, ctx)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)

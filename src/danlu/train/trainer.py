@@ -134,7 +134,7 @@ class DanluTrainerMixin:
                 best = self.state.best_model_checkpoint
                 ckpt.rotate(run_dir, self.danlu.config.train.save_total_limit, Path(best) if best else None)
             self.accelerator.wait_for_everyone()
-        except OSError as exc:
+        except Exception as exc:  # an OSError, or safetensors' wrapping of one
             shutil.rmtree(tmp, ignore_errors=True)
             friendly = ckpt.disk_full_error(exc, final, _dir_size(ckpt.complete_checkpoints(run_dir)))
             if friendly:

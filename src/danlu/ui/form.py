@@ -201,6 +201,8 @@ def from_widget(spec: FieldSpec, raw):
 def _parse(spec: FieldSpec, raw):
     if spec.kind in ("bool", "enable"):
         return bool(raw)
+    if isinstance(raw, (list, tuple)):  # a multi-select widget: one item per entry
+        raw = ", ".join(str(v).strip() for v in raw if str(v).strip())
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if spec.optional or spec.required:
             return None  # a missing required key is named by validation
