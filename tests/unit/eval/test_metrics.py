@@ -216,7 +216,7 @@ def test_malformed_facts_are_a_row_error(tmp_path, facts):
 
     from danlu.data.formats.alpaca import Alpaca
     from danlu.data.formats.base import FormatOptions
-    from danlu.data.sample import RowError
+    from danlu.chat.messages import RowError
 
     with pytest.raises(RowError, match="'facts'"):
         Alpaca().convert(json.loads(json.dumps({"instruction": "q", "output": "a", "facts": facts})), FormatOptions())
