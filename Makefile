@@ -7,7 +7,7 @@ EXTRAS  ?= all,test
 # torch 2.13.0 first: on our machines it is a local CPU wheel; a bare `torch` would pull CUDA packages.
 TORCH   ?= torch==2.13.0
 
-.PHONY: demo demo-tiny test test-fast test-browser test-gguf setup clean
+.PHONY: demo demo-tiny test test-real test-fast test-browser test-gguf setup clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,10 +30,14 @@ demo-tiny: $(STAMP)
 NPROC   ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not browser"
+	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not browser and not real"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not slow and not browser"
+	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not slow and not browser and not real"
+
+# real pretrained weights (danlu[real]: SmolLM2-135M-Instruct, gemma-3-270m); minutes on 2 cores
+test-real: $(STAMP)
+	$(BIN)/python -m pytest -q -m real tests/real
 
 # The web UI in headless Chromium (Debian's chromium + Playwright's Python package); screenshots in test-artefacts/browser/.
 test-browser: $(STAMP)
