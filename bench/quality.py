@@ -105,8 +105,9 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "examples" / "quickstart.yaml"))
     ap.add_argument("--work", default=str(ROOT / "bench" / ".work" / "quality"))
     ap.add_argument("--name", default="quality")
-    ap.add_argument("--side", choices=["both", "seed", "danlu"], default="both",
-                    help="run one side only (its figures go to WORK/<side>.json); the result is written once both exist")
+    ap.add_argument("--side", choices=["both", "seed", "danlu", "combine"], default="both",
+                    help="run one side only (figures to WORK/<side>.json; combine: none); "
+                         "the result is written once both exist")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
     from danlu.bench.runner import hardware_name, versions
