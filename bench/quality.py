@@ -74,7 +74,8 @@ def run_danlu_side(config: Path, overrides: list[str], work: Path) -> dict:
 
     run = work / "danlu-run"
     code, rss, wall = run_measured([python(), "-m", "danlu", "train", str(config), f"output_dir={run}",
-                                    "train.save_steps=null", *overrides, "--overwrite"], cwd=ROOT, log=work / "danlu.log")
+                                    "train.save_steps=null", *overrides, "--overwrite"],
+                                   cwd=ROOT, log=work / "danlu.log")
     if code:
         sys.exit(f"danlu train failed (exit {code}); see {work / 'danlu.log'}")
     t0 = time.perf_counter()
@@ -120,7 +121,8 @@ def main() -> None:
     if args.side in ("both", "seed"):
         (work / "seed.json").write_text(json.dumps(run_seed_side(cfg, work, rows), ensure_ascii=False))
     if args.side in ("both", "danlu"):
-        (work / "danlu.json").write_text(json.dumps(run_danlu_side(Path(args.config), args.overrides, work), ensure_ascii=False))
+        ours = run_danlu_side(Path(args.config), args.overrides, work)
+        (work / "danlu.json").write_text(json.dumps(ours, ensure_ascii=False))
     if not ((work / "seed.json").is_file() and (work / "danlu.json").is_file()):
         print(f"{args.side} side done; run the other side with the same --work to write the result")
         return
