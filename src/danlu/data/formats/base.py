@@ -54,6 +54,21 @@ def describe_value(value) -> str:
     return {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), type(value).__name__)
 
 
+def facts_field(row: dict) -> list | None:
+    """The optional `facts` of an eval row: key facts its answer must state, each a string or a
+    list of equivalent spellings (["$29", ["600", "六百"]]); scored by the `facts` metric."""
+    value = row.get("facts")
+    if value is None:
+        return None
+    ok = isinstance(value, list) and value and all(
+        (isinstance(f, str) and f.strip())
+        or (isinstance(f, list) and f and all(isinstance(a, str) and a.strip() for a in f)) for f in value)
+    if not ok:
+        raise RowError("field 'facts' must be a non-empty list of strings or lists of equivalent strings, "
+                       'e.g. ["$29", ["7", "seven"]]')
+    return value
+
+
 def fill_placeholders(text: str, placeholders: dict[str, str]) -> str:
     for key, value in placeholders.items():
         text = text.replace("{{" + key + "}}", value)
