@@ -83,7 +83,7 @@ def test_gguf_f16_in_llama_cpp_continues_as_transformers(facts_run, merged_dir, 
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout[res.stdout.index("{"):])
     llm = llama_cpp.Llama(model_path=str(tmp_path / "g" / report["gguf"]["file"]), n_ctx=256, n_threads=1,
-                          verbose=False, logits_all=False)
+                          verbose=False, logits_all=True)  # scores are kept only with logits_all
     tok = AutoTokenizer.from_pretrained(str(merged_dir))
     model = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch.float32).eval()
     texts = [tok.apply_chat_template([{"role": "user", "content": FACTS[0][0]}], tokenize=False,
