@@ -100,3 +100,4 @@ def test_gguf_f16_in_llama_cpp_continues_as_transformers(facts_run, merged_dir, 
             cpp.append(token)
             llm.eval([token])
         assert cpp == ref, f"{text!r}: llama.cpp {tok.decode(cpp)!r} vs transformers {tok.decode(ref)!r}"
+    llm.close()
