@@ -8,13 +8,13 @@ import random
 import re
 from collections.abc import Iterator
 
-from danlu.data import lf
+from danlu.chat.messages import RowError, Text
+from danlu.data.encode import Encoded, SampleDropped, encode_conversation, encode_text, fit_length
 from danlu.data.formats import FORMATS, FormatOptions, detect_format
 from danlu.data.readers import read_rows
 from danlu.data.report import DataReport
-from danlu.data.sample import RowError, Text
-from danlu.data.tokenize import Encoded, SampleDropped, encode_conversation, encode_text, fit_length
 from danlu.errors import DataError
+from danlu.interop.llamafactory import dataset_info as lf
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def iter_samples(
     report: DataReport | None = None,
 ) -> Iterator:
     """Samples of the given kinds from every source; bad rows are skipped (and reported) or raise.
-    A source `lf:NAME` is an entry of a LLaMA-Factory dataset_info.json (see data/lf.py)."""
+    A source `lf:NAME` is an entry of a LLaMA-Factory dataset_info.json (see interop/llamafactory/dataset_info.py)."""
     opts = opts or FormatOptions()
     report = report if report is not None else DataReport()
     for source in [sources] if isinstance(sources, str) else sources:
@@ -115,12 +115,12 @@ def _texts(sample) -> Iterator[str]:
 def encode_sample(sample, tpl, data_cfg, max_length: int, report: DataReport) -> Encoded | None:
     try:
         if isinstance(sample, Text):
-            enc = encode_text(sample, tpl.tokenizer)
+            enc = encode_text(sample, tpl.tokenizer, max_length=max_length)
         else:
             enc = encode_conversation(sample, tpl, train_on_prompt=data_cfg.train_on_prompt,
-                                      mask_history=data_cfg.mask_history)
+                                      mask_history=data_cfg.mask_history, max_length=max_length)
         if len(enc) > max_length and data_cfg.overlong == "truncate":
-            report.truncated += 1
+            report.truncate(sample.where, len(enc), enc.cut)
         return fit_length(enc, max_length, data_cfg.overlong, sample.where)
     except (SampleDropped, RowError) as exc:
         if isinstance(exc, RowError) and data_cfg.on_bad_row == "error":

@@ -79,7 +79,7 @@ def open_target(target: str) -> Target:
 
 
 def _plain_entry(name: str, path: str) -> ModelEntry:
-    from danlu.data.templates import resolve_template
+    from danlu.chat.templates import resolve_template
     from danlu.models.load import load_tokenizer
 
     tok = load_tokenizer(path)

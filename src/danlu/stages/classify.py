@@ -16,13 +16,14 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape
 
 
 @cache
 def classify_trainer_class():
     from transformers import Trainer
 
-    from danlu.stages.trl_common import CountTokens
+    from danlu.stages._trl_common import CountTokens
     from danlu.train.trainer import DanluTrainerMixin
 
     class ClassifyTrainer(DanluTrainerMixin, CountTokens, Trainer):
@@ -34,7 +35,7 @@ def classify_trainer_class():
 def compute_metrics(eval_pred) -> dict:
     import numpy as np
 
-    from danlu.stages.classify_data import accuracy_and_f1
+    from danlu.stages._classify_data import accuracy_and_f1
 
     logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
     preds = np.asarray(logits).argmax(-1).reshape(-1)
@@ -54,28 +55,31 @@ class Classify(Stage):
         None, description="Label names in id order; default: every label in the training data, sorted."
     )
 
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return StageShape(lm_logits=False, head_outputs=len(self.labels) if self.labels else 2)
+
     @property
     def task(self) -> str:  # the model head the runner loads
         return "token_cls" if self.level == "token" else "seq_cls"
 
     def model_kwargs(self, ctx) -> dict:
-        names = ctx.extra["labels"]
+        names = ctx.labels
         return {"num_labels": len(names), "id2label": dict(enumerate(names)),
                 "label2id": {n: i for i, n in enumerate(names)}, "pad_token_id": ctx.tokenizer.pad_token_id}
 
     def build_datasets(self, ctx):
-        from danlu.stages.classify_data import build_classify_datasets
+        from danlu.stages._classify_data import build_classify_datasets
 
         train, held, labels = build_classify_datasets(ctx, self)
-        ctx.extra["labels"] = labels
-        ctx.extra.setdefault("artefact_meta", {}).update(labels=labels, num_labels=len(labels))
-        ctx.extra["train_rows"] = train
+        ctx.labels = labels
+        ctx.artefact_meta.update(labels=labels, num_labels=len(labels))
+        ctx.train_rows = train
         return train, held
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
         from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-        from danlu.stages.trl_common import finish
+        from danlu.stages._trl_common import finish
         from danlu.train.args import training_arguments
         from danlu.train.callbacks import standard_callbacks
 
@@ -93,12 +97,12 @@ class Classify(Stage):
         return finish(trainer, ctx)
 
     def after_training(self, ctx, trainer) -> dict:
-        from danlu.stages.classify_data import majority_baseline
+        from danlu.stages._classify_data import majority_baseline
 
         if not trainer.eval_dataset:
             return {}
         metrics = trainer.evaluate()
         out = {k: round(v, 4) for k, v in metrics.items() if k in ("eval_accuracy", "eval_macro_f1", "eval_loss")}
-        out["majority_baseline_accuracy"] = majority_baseline(ctx.extra["train_rows"], trainer.eval_dataset)
+        out["majority_baseline_accuracy"] = majority_baseline(ctx.train_rows, trainer.eval_dataset)
         out["eval_samples"] = len(trainer.eval_dataset)
         return out
