@@ -57,9 +57,12 @@ VALIDATION = [
 # --real (issue 18): real pretrained architectures, full/LoRA/QLoRA × two lengths. The model
 # source is the label's `pkg:` name unless --model-dir LABEL=DIR points at a plain HF folder.
 REAL_MODELS = {"smollm2-135m": "pkg:smollm2-135m-instruct", "gemma3-270m": "pkg:gemma3-270m"}
+# what the recorded run_config names: the same shapes from the bundled table, no files needed
+REAL_HUB = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "gemma3-270m": "google/gemma-3-270m"}
 # One row per micro-batch (2 CPU cores: a 4 × 1024-token step of gemma-3 full takes many minutes);
 # the cheap configurations first, so that a reading cut short still covers both models.
 REAL = [(m, meth, 1, n, {}) for n in (256, 1024) for meth in ("lora", "qlora", "full") for m in REAL_MODELS]
+REAL_VALIDATION = [("smollm2-135m", "full", 4, 256, {})]  # --real --validation: four rows per micro-batch
 
 
 def config_name(model: str, method: str, batch: int, length: int, options: dict) -> str:
@@ -204,7 +207,8 @@ def predict(cfg: dict, precision: str | None = None) -> dict:
 
     run_cfg = load_config_dict(cfg)
     spec = spec_from_config(run_cfg, device="cpu", precision=precision)
-    spec.dataset_tokens = count_tokens(run_cfg).tokens
+    counted = count_tokens(run_cfg)
+    spec.dataset_tokens, spec.extra["lengths"] = counted.tokens, counted.lengths  # the data's largest batch
     est = estimate_memory(spec)
     act = activation_bytes(spec.arch, spec.shape, numerics(spec), batch=spec.batch_size, seq=spec.max_length,
                            checkpointing=spec.gradient_checkpointing)
@@ -215,9 +219,13 @@ def predict(cfg: dict, precision: str | None = None) -> dict:
             "flops_per_token": training_flops(spec).per_token}
 
 
-def portable(cfg: dict) -> dict:
-    """The run's config with its temporary paths replaced: enough to plan it again anywhere."""
-    return {**cfg, "data": {**cfg["data"], "train": "long.jsonl"}, "output_dir": "run"}
+def portable(cfg: dict, model: str = "") -> dict:
+    """The run's config with its temporary paths replaced: enough to plan it again anywhere
+    (a real model by its hub id, whose shape the bundled table holds)."""
+    out = {**cfg, "data": {**cfg["data"], "train": "long.jsonl"}, "output_dir": "run"}
+    if model in REAL_HUB:
+        out["model"] = {**cfg["model"], "name_or_path": REAL_HUB[model]}
+    return out
 
 
 def fit(rows: list[dict]) -> dict:
@@ -266,7 +274,8 @@ def main() -> None:
 
     os.environ.setdefault("DANLU_HOME", str(ROOT / ".pytest_cache" / "danlu_home"))
     sources = dict(x.split("=", 1) for x in args.model_dir)
-    grid = REAL if args.real else GRID + (VALIDATION if args.validation else [])
+    grid = (REAL + (REAL_VALIDATION if args.validation else [])) if args.real else \
+        GRID + (VALIDATION if args.validation else [])
     recorded, source = {}, None
     if args.reading:
         reading = json.loads(Path(args.reading).read_text())
@@ -281,7 +290,7 @@ def main() -> None:
             if (args.only and args.only not in name) or (args.reading and name not in recorded):
                 continue
             cfg = config_for(model, method, batch, length, data, Path(tmp) / "run", args.steps, options,
-                             {} if args.reading else sources)
+                             sources)
             try:
                 pred = predict(cfg, (recorded.get(name) or {}).get("precision"))
             except DanluError as exc:  # a method not registered in this checkout is recorded as such
@@ -293,7 +302,7 @@ def main() -> None:
             got = recorded[name] if args.reading else measure(cfg)
             row = {"config": name, "model": model, "method": method, "batch_size": batch, "max_length": length,
                    "train_options": options, "validation": (model, method, batch, length, options) not in GRID + REAL,
-                   "run_config": portable(cfg), "measured": got, "predicted": pred}
+                   "run_config": portable(cfg, model), "measured": got, "predicted": pred}
             if "peak_rss_bytes" in got:
                 row["ratio"] = round(pred["peak_bytes"] / got["peak_rss_bytes"], 4)
             rows.append(row)

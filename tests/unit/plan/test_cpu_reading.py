@@ -42,3 +42,17 @@ def test_issue_10_grid_within_15_percent():
     assert len(grid) == 30
     ratios = {r["config"]: predicted_peak(r) / r["measured"]["peak_rss_bytes"] for r in grid}
     assert {k: round(v, 3) for k, v in ratios.items() if abs(v - 1) > 0.15} == {}
+
+
+REAL_READING = ROOT / "bench" / "results" / "plan-2026-12-06-cpu-real.json"
+
+
+def test_real_models_within_15_percent_of_their_reading():
+    """Issue 18: real pretrained architectures (SmolLM2-135M: llama, tied 49k vocabulary;
+    gemma-3-270m: 262k vocabulary, head_dim 256, sliding window), planned from the bundled shape
+    table exactly as the run was, against the peak RSS of real `danlu train` runs."""
+    rows = [r for r in json.loads(REAL_READING.read_text(encoding="utf-8"))["rows"]
+            if "peak_rss_bytes" in r.get("measured", {})]
+    assert {r["model"] for r in rows} >= {"smollm2-135m"}
+    ratios = {r["config"]: predicted_peak(r) / r["measured"]["peak_rss_bytes"] for r in rows}
+    assert {k: round(v, 3) for k, v in ratios.items() if abs(v - 1) > 0.15} == {}
