@@ -45,15 +45,6 @@ def text_field(row: dict, key: str, *, required: bool = True, allow_empty: bool 
     return value
 
 
-def describe_value(value) -> str:
-    """How a non-string value reads in a message: 'a number (4)', 'NaN', 'a list'."""
-    if isinstance(value, float) and value != value:
-        return "NaN (quote it if it is text)"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"a number ({value!r}; quote it if it is text)"
-    return {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), type(value).__name__)
-
-
 def facts_field(row: dict) -> list | None:
     """The optional `facts` of an eval row: key facts its answer must state, each a string or a
     list of equivalent spellings (["$29", ["600", "六百"]]); scored by the `facts` metric."""
@@ -67,6 +58,15 @@ def facts_field(row: dict) -> list | None:
         raise RowError("field 'facts' must be a non-empty list of strings or lists of equivalent strings, "
                        'e.g. ["$29", ["7", "seven"]]')
     return value
+
+
+def describe_value(value) -> str:
+    """How a non-string value reads in a message: 'a number (4)', 'NaN', 'a list'."""
+    if isinstance(value, float) and value != value:
+        return "NaN (quote it if it is text)"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"a number ({value!r}; quote it if it is text)"
+    return {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), type(value).__name__)
 
 
 def fill_placeholders(text: str, placeholders: dict[str, str]) -> str:
