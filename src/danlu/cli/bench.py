@@ -21,17 +21,21 @@ def bench(
         "as-written", "--seed-precision",
         help="as-written: TRL's defaults (bf16 autocast, gradient checkpointing); fp32: autocast off, "
              "the fair side on a CPU without native bf16."),
+    remeasure_peak: bool = typer.Option(
+        False, "--remeasure-peak",
+        help="Measure this machine's matmul peak again (MFU's denominator) and overwrite the cached figure."),
 ):
     from rich.console import Console
     from rich.table import Table
 
+    from danlu.bench.peak import format_mfu
     from danlu.bench.runner import run_bench
     from danlu.config.load import load_config
 
     cfg = load_config(config, overrides or [])
     _warn_emulated_bf16(seed_precision)
     res = run_bench(cfg, Path(out), results_dir=Path(results), seed_precision=seed_precision,
-                    name=Path(config).stem)
+                    name=Path(config).stem, remeasure_peak=remeasure_peak)
     table = Table(title=f"danlu bench — {res['hardware']}")
     for col in ("", "seed recipe", "danlu", "danlu / seed"):
         table.add_column(col)
@@ -44,12 +48,23 @@ def bench(
     table.add_row("peak memory (GiB)", fmt(a["peak_memory_bytes"] / 2**30), fmt(b["peak_memory_bytes"] / 2**30),
                   fmt(r["peak_memory"], "x"))
     table.add_row("final loss", fmt(a["final_loss"]), fmt(b["final_loss"]), fmt(r["final_loss"], "x"))
-    table.add_row("MFU", fmt(a["mfu"]), fmt(b["mfu"]), "")
+    table.add_row("MFU", format_mfu(a["mfu"]), format_mfu(b["mfu"]), "")
     table.add_row("precision", str(a["precision"]), str(b["precision"]), "")
     table.add_row("gradient checkpointing", str(a["gradient_checkpointing"]), str(b["gradient_checkpointing"]), "")
     Console().print(table)
+    typer.echo(peak_line(res["peak_flops"]))
     if res.get("written_to"):
         typer.echo(f"written to {res['written_to']}")
+
+
+def peak_line(peak: dict) -> str:
+    """Which peak MFU divides by, and where it came from."""
+    from danlu.bench.peak import mfu_peak
+
+    flops, dtype = mfu_peak(peak)
+    where = {"cache": f"cached in {peak.get('cache_file')} ({peak.get('measured_at')}); --remeasure-peak to redo",
+             "measured now": f"cached in {peak.get('cache_file')}; --remeasure-peak to redo"}.get(peak.get("source"), "")
+    return f"MFU against a {dtype} peak of {flops / 1e9:,.0f} GFLOP/s — {peak['method']}" + (f"; {where}" if where else "")
 
 
 def _warn_emulated_bf16(seed_precision: str) -> None:
