@@ -42,11 +42,22 @@ def peak_flops(remeasure: bool = False, measure=None) -> dict:
             return {**json.loads(path.read_text(encoding="utf-8")), "source": "cache", "cache_file": str(path)}
         except (OSError, ValueError):
             log.warning("unreadable peak cache %s: measuring again", path)
-    out = {**(measure or measure_peak)(), "device_model": desc, "key": key,
+    load = _load()
+    out = {**(measure or measure_peak)(), "device_model": desc, "key": key, "load_at_measure": load,
            "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2), encoding="utf-8")
     return {**out, "source": "measured now", "cache_file": str(path)}
+
+
+def _load() -> float | None:
+    """1-minute load average per core: above 1 the measured peak is low and MFU reads high."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 2)
+    except OSError:
+        return None
 
 
 def vendor_peak(device_name: str) -> dict | None:
@@ -61,14 +72,14 @@ def vendor_peak(device_name: str) -> dict | None:
             "method": f"vendor spec sheet, dense ({dev.label})", "source": "vendor", "device_model": device_name}
 
 
-def measure_peak() -> dict:
+def measure_peak(n: int | None = None) -> dict:
     """Best of TRIALS single matmuls per dtype (fp32; bf16 where it is native)."""
     import torch
 
     from danlu.models.load import compute_precision
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    n = SIZE[device]
+    n = n or SIZE[device]
     out = {"device": device, "fp32": _best_rate(torch.float32, device, n)}
     if compute_precision("auto") == "bf16":
         out["bf16"] = _best_rate(torch.bfloat16, device, n)

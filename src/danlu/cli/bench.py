@@ -64,7 +64,11 @@ def peak_line(peak: dict) -> str:
     flops, dtype = mfu_peak(peak)
     where = {"cache": f"cached in {peak.get('cache_file')} ({peak.get('measured_at')}); --remeasure-peak to redo",
              "measured now": f"cached in {peak.get('cache_file')}; --remeasure-peak to redo"}.get(peak.get("source"), "")
-    return f"MFU against a {dtype} peak of {flops / 1e9:,.0f} GFLOP/s — {peak['method']}" + (f"; {where}" if where else "")
+    busy = peak.get("load_at_measure") or 0
+    warn = (f" (measured with {busy:g} runnable processes per core: the peak reads low and MFU high; "
+            "--remeasure-peak on a quiet machine)") if busy > 1 else ""
+    return (f"MFU against a {dtype} peak of {flops / 1e9:,.0f} GFLOP/s — {peak['method']}{warn}"
+            + (f"; {where}" if where else ""))
 
 
 def _warn_emulated_bf16(seed_precision: str) -> None:
