@@ -14,6 +14,7 @@ from danlu.errors import UnsafeFileError, UserError
 from danlu.models.builtin import builtin_path, is_builtin
 from danlu.models.gguf import converted_path, is_gguf_source
 from danlu.models.packaged import is_packaged, packaged_path
+from danlu.models.saved_tokenizer import follow_saved_file
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
         tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **where)
     except (OSError, ValueError) as exc:
         raise _friendly(exc, name_or_path, trust_remote_code) from None
+    tok = follow_saved_file(tok, path, revision=revision, quiet=is_builtin(name_or_path), **where)
     if tok.pad_token is None:
         # pad == eos is safe here: labels are built explicitly, never by masking pad ids.
         tok.pad_token = tok.eos_token

@@ -70,8 +70,11 @@ def _local_tokenizer(cfg):
     name = cfg.model.name_or_path
     if is_builtin(name) or is_packaged(name) or is_gguf_source(name):
         return load_tokenizer(name)
+    from danlu.models.saved_tokenizer import follow_saved_file
+
     tok = AutoTokenizer.from_pretrained(name, revision=cfg.model.revision, local_files_only=True,
                                         trust_remote_code=cfg.model.trust_remote_code)
+    tok = follow_saved_file(tok, name, revision=cfg.model.revision, local_files_only=True)  # as training will
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

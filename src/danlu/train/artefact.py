@@ -28,7 +28,7 @@ def write_metadata(out: Path, ctx) -> dict:
         "trust_remote_code": cfg.model.trust_remote_code,
         "method": cfg.method.model_dump(mode="json"),
         "stage": cfg.stage,
-        "task": ctx.extra.get("task", "causal_lm"),
+        "task": ctx.task,
         "artefact": cfg.method.artefact,
     }
     if ctx.template is not None:
@@ -37,7 +37,7 @@ def write_metadata(out: Path, ctx) -> dict:
             turn_end=ctx.template.turn_end,
             stop_token_ids=ctx.template.stop_token_ids(),
         )
-    meta.update(ctx.extra.get("artefact_meta", {}))
+    meta.update(ctx.artefact_meta)
     (out / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return meta
 
