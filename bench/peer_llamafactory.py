@@ -108,7 +108,8 @@ def row(side: dict, loss_tokens: int) -> dict:
     return {"tokens_per_s": round(loss_tokens / side["train_s"], 1), "train_s": round(side["train_s"], 1),
             "peak_rss_gib": round(side["peak_rss_bytes"] / 2**30, 3), "steps": side["steps"],
             "final_loss": round(statistics.fmean(side["losses"][-10:]), 4) if side["losses"] else None,
-            "first_loss": side["losses"][0] if side["losses"] else None, "wall_s": round(side["wall_s"], 1)}
+            "first_loss": side["losses"][0] if side["losses"] else None, "wall_s": round(side["wall_s"], 1),
+            "load_1min_before_after": side.get("load_1min")}
 
 
 def main() -> None:
@@ -127,6 +128,7 @@ def main() -> None:
     load0 = os.getloadavg()
     sides, path = {}, None
     for name in args.only.split(","):  # in the order given: the headline pair first
+        load_before = os.getloadavg()[0]
         if name == "danlu":
             sides[name] = run_danlu(work, rows, model, args.threads, json.loads(args.danlu_train))
         elif name in LF_SIDES:
@@ -134,6 +136,7 @@ def main() -> None:
                                  args.threads)
         else:
             raise SystemExit(f"--only: unknown side {name!r}; choose from danlu, {', '.join(LF_SIDES)}")
+        sides[name]["load_1min"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
         if "danlu" in sides:  # rewritten after every side: a cut-short run still leaves its rows
             path = write(sides, args, load0, path)
 
@@ -169,7 +172,7 @@ def write(sides: dict, args, load0, path: Path | None) -> Path:
     print(f"{'':12} {'loss tok/s':>10} {'train s':>8} {'peak RSS':>9} {'steps':>5} {'final loss':>10}")
     for k, r in table.items():
         print(f"{k:12} {r['tokens_per_s']:>10} {r['train_s']:>8} {r['peak_rss_gib']:>8}G {r['steps']:>5} "
-              f"{r['final_loss']:>10}")
+              f"{r['final_loss']:>10}  load {r['load_1min_before_after']}")
     for k, r in ratios.items():
         print(f"{k}: tokens/s {r['tokens_per_s']}x, peak RSS {r['peak_rss']}x")
     print(note)
