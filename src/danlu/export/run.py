@@ -60,7 +60,10 @@ def export_run(target: str, out: str | Path, opts: ExportOptions) -> dict:
     reference = merge.logits_of(model, prompts)  # the unquantised merged model, fp32
     out = Path(out)
     tmp = merge.fresh_dir(out, opts.overwrite)
+    from danlu.models.chain import describe
+
     report = {"source": str(source.artefact), "base_model": source.info.get("base_model"),
+              "chain": describe(source.info) or None,
               "adapter_bytes": merge.dir_size(source.artefact, "*.safetensors") if source.is_adapter else None,
               "template": source.trained.source, "turn_end": source.trained.turn_end,
               "stop_token_ids": source.trained.stop_token_ids, "probe_positions": sum(len(p) for p in prompts)}

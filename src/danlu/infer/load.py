@@ -99,6 +99,11 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
         # the base as it was trained on: a QLoRA adapter goes back onto the same 4-bit weights
         base = load_model(info["base_model"], task=task, dtype=dtype, revision=info.get("revision"),
                           trust_remote_code=trust, **head_kwargs(info, tok), **method.load_kwargs())
+        if info.get("stacked"):  # adapters this one was trained on top of, merged into the base first
+            from danlu.models.chain import stacked_dirs
+            from danlu.train.chain import merge_below
+
+            base = merge_below(base, stacked_dirs(artefact, info))
         model = method.load_trained(base, artefact)
         if merge:
             model = method.merge(model)

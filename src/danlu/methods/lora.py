@@ -143,7 +143,7 @@ class Lora(PeftMethod):
             exclude_modules=CLASSIFIER_HEADS if ctx.task != "causal_lm" else None,
         )
 
-    def apply(self, model, ctx: MethodContext):
+    def prepare_base(self, model):
         from peft import prepare_model_for_kbit_training
 
         if self.quantize:
@@ -151,7 +151,10 @@ class Lora(PeftMethod):
         if self.quantize == "int8":  # bitsandbytes warns at every 8-bit matmul on CPU; say it once
             logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
             log.info("int8 base: bitsandbytes casts activations to fp16 for each 8-bit matmul")
-        model = super().apply(model, ctx)
+        return model
+
+    def apply(self, model, ctx: MethodContext):
+        model = super().apply(self.prepare_base(model), ctx)
         if self.init in MUTATING_INITS:
             self._save_initial(model)
         return model

@@ -26,7 +26,9 @@ def resolve_model_path(name_or_path: str, *, need: str = "config.json") -> str:
             raise UserError(
                 f"{p} is not a model directory (no config.json)",
                 where="model.name_or_path",
-                hint="give a Hugging Face model directory, a hub id, or builtin:tiny",
+                hint="give a Hugging Face model directory, a hub id, or builtin:tiny. To build on a danlu run, "
+                     "give its base here and the run as model.adapter (or the finished run itself); to make "
+                     "a run a standalone model: danlu export RUN --merge -o DIR, then give DIR",
             )
         return str(p)
     return name_or_path

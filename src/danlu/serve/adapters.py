@@ -9,6 +9,7 @@ safetensors only, LoRA only, trained on this base) before anything touches the m
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from danlu.errors import UserError
 
+log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 MAX_ADAPTERS = 64
 
@@ -75,7 +77,22 @@ def open_target(target: str) -> Target:
         entry = _artefact_entry(run_name(artefact), "base", artefact, info, None)
         return Target(str(artefact), entry, [])
     base = info["base_model"]
+    refuse_stacked(artefact, info)
+    from danlu.models.chain import describe
+
+    if describe(info):
+        log.info("adapter chain: %s → %s", base, describe(info))
     return Target(base, _plain_entry(base, base), [(run_name(artefact), str(artefact))])
+
+
+def refuse_stacked(folder: Path, info: dict) -> None:
+    """An adapter trained on top of merged earlier adapters (adapter_mode: stack) needs that
+    merged base, which a server shared by several adapters does not have."""
+    if info.get("stacked"):
+        raise UserError(f"{folder} was trained on top of {len(info['stacked'])} earlier adapter(s) merged into "
+                        "the base (model.adapter_mode: stack); it cannot share the plain base",
+                        where="path", hint=f"merge the chain and serve that: danlu export {folder} --merge -o DIR; "
+                                           "danlu serve DIR")
 
 
 def _plain_entry(name: str, path: str) -> ModelEntry:
@@ -121,6 +138,7 @@ def prepare_adapter(name: str, path: str, base: ModelEntry, existing: dict[str, 
         raise UserError(f"{folder} holds a {config.get('peft_type')} adapter; only LoRA adapters share one base",
                         where="path", hint=f"merge it (danlu export {folder} --merge -o DIR) and serve DIR")
     info = _adapter_info(folder, config)
+    refuse_stacked(folder, info)
     trained_on = info.get("base_model") or config.get("base_model_name_or_path") or ""
     if canonical(trained_on) != canonical(base.path) and canonical(trained_on) != canonical(base.id):
         raise UserError(f"adapter {name!r} was trained on {trained_on!r}, but this server's base is {base.id!r}",

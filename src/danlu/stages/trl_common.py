@@ -18,11 +18,14 @@ def is_peft(model) -> bool:
     return isinstance(model, PeftModel)
 
 
-def reference_is_base(method) -> bool:
+def reference_is_base(ctx) -> bool:
     """True when the adapter starts as a no-op, so switching it off gives the starting model.
-    PiSSA / OLoRA move the principal part of each weight into the adapter: the base alone is not
-    the starting model, and TRL's frozen copy of the initial adapter ("ref") stays the reference."""
-    return getattr(method, "init", "default") not in ("pissa", "olora")
+    PiSSA / OLoRA move the principal part of each weight into the adapter, and a continued adapter
+    (model.adapter_mode: continue) starts as the earlier run's policy: the base alone is not the
+    starting model, and TRL's frozen copy of the initial adapter ("ref") stays the reference."""
+    if ctx.extra.get("continued"):
+        return False
+    return getattr(ctx.config.method, "init", "default") not in ("pissa", "olora")
 
 
 def reference_model(ctx):
@@ -32,8 +35,10 @@ def reference_model(ctx):
         return None
     from danlu.train.runner import load_base
 
+    from danlu.train.chain import merge_below
+
     log.info("method %s trains the base weights: loading a frozen reference copy", ctx.config.method.name)
-    ref = load_base(ctx)
+    ref = merge_below(load_base(ctx), ctx.extra.get("stack_below", []))  # stacked: base + earlier adapters
     ref.eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -65,11 +70,11 @@ def keep_fp32_adapters(model) -> None:
             p.data = p.data.float()
 
 
-def drop_ref_adapter(trainer, method) -> None:
+def drop_ref_adapter(trainer, ctx) -> None:
     """TRL copies a PeftModel's adapter into a frozen "ref" adapter. A fresh LoRA adapter is a
     no-op, so the base with the adapter disabled is the same reference without the copy."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if is_peft(model) and "ref" in model.peft_config and reference_is_base(method):
+    if is_peft(model) and "ref" in model.peft_config and reference_is_base(ctx):
         model.delete_adapter("ref")
         model.set_adapter("default")
 
@@ -81,7 +86,7 @@ def finish(trainer, ctx):
     trainer.danlu = ctx
     quiet(trainer)
     keep_fp32_adapters(trainer.model)
-    drop_ref_adapter(trainer, ctx.config.method)
+    drop_ref_adapter(trainer, ctx)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return trainer
 

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import danlu
+from danlu.train.chain import copy_stacked
 
 META = "danlu.json"
 
@@ -66,6 +67,7 @@ def save_artefact(ctx, trainer) -> Path:
         (tmp / "training_args.bin").unlink(missing_ok=True)
         ctx.tokenizer.save_pretrained(str(tmp))
         write_generation_config(tmp, ctx, trainer.accelerator.unwrap_model(trainer.model))
+        copy_stacked(ctx, tmp)
         write_metadata(tmp, ctx)
         if final.exists():
             shutil.rmtree(final)

@@ -25,7 +25,7 @@ import yaml
 import danlu
 from danlu.errors import DanluError, TrainingInterrupted, UnsafeFileError, UserError
 from danlu.train import checkpoint as ckpt
-from danlu.train import distributed, levers
+from danlu.train import chain, distributed, levers
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("metrics.jsonl", "data_report.json", "run_info.json", "tensorboard", "checkpoints", "adapter", "model")
@@ -123,6 +123,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     ctx = RunContext(config=cfg, run_dir=run_dir, is_main=is_main)
     ctx.extra["task"] = stage.task
     ctx.precision = compute_precision(cfg.train.precision)
+    chain.prepare(cfg, ctx)  # model.adapter: the earlier adapter's method (continue), the chain
     cfg.method.check(cfg)
     stage.check(cfg)
     distributed.check(cfg)
@@ -137,9 +138,9 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
         write_reports(ctx.reports, run_dir / "data_report.json")
     model = load_base(ctx)
     torch.manual_seed(cfg.train.seed)  # new weights (LoRA A, adapters, virtual tokens) are the same every run
-    model = cfg.method.apply(model, MethodContext(task=stage.task, seed=cfg.train.seed,
-                                                   model_type=getattr(model.config, "model_type", ""),
-                                                   total_steps=optimizer_steps(cfg, len(train_ds))[0]))
+    mctx = MethodContext(task=stage.task, seed=cfg.train.seed, model_type=getattr(model.config, "model_type", ""),
+                         total_steps=optimizer_steps(cfg, len(train_ds))[0])
+    model = chain.attach(cfg, ctx, model, mctx)
     ctx.model = model
     trainable, total = count_parameters(model)
     lr = cfg.train.learning_rate
@@ -182,6 +183,7 @@ def plan_summary(cfg, ctx, train_ds) -> dict:
         "learning_rate": ctx.learning_rate,
         "precision": ctx.precision,
         **ctx.extra["params"],
+        **({"adapter_chain": ctx.extra["adapter_chain"]} if ctx.extra.get("adapter_chain") else {}),
     }
 
 
