@@ -243,6 +243,9 @@ class RunConfigBase(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: str = Field("runs/danlu", description="Run directory: config, metrics, checkpoints, final artefact.")
+    overwrite_output_dir: bool = Field(
+        False, description="Delete an earlier run in output_dir before training (as `danlu train --overwrite`)."
+    )
 
     def stage_options(self):
         """The options section of the chosen stage (a StageConfig instance)."""

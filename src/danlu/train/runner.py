@@ -42,14 +42,33 @@ def rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
-def prepare_run_dir(cfg, *, resume: bool, overwrite: bool, is_main: bool) -> Path:
+def check_data_files(cfg) -> None:
+    """A data file that does not exist, said before anything else (output_dir, model loading)."""
+    from danlu.data.readers import looks_like_path
+    from danlu.errors import DataError
+
+    for key in ("train", "eval"):
+        value = getattr(cfg.data, key)
+        for source in [value] if isinstance(value, str) else value or []:
+            if looks_like_path(source) and not Path(source).expanduser().exists():
+                raise DataError(f"data file not found: {source}", where=f"data.{key}",
+                                hint="check the path (relative paths start from the folder you run danlu in)")
+
+
+def prepare_run_dir(cfg, *, resume: bool, overwrite: bool, is_main: bool, dry_run: bool = False) -> Path:
+    """The run directory, checked: an earlier run there needs --resume or --overwrite (a dry run
+    only reads, so it is never stopped by one)."""
     run_dir = Path(cfg.output_dir)
     has_run = any((run_dir / name).exists() for name in ("checkpoints", "adapter", "model", "metrics.jsonl"))
+    overwrite = overwrite or cfg.overwrite_output_dir
+    if dry_run:
+        return run_dir
     if has_run and not resume and not overwrite:
         raise UserError(
             f"output_dir {run_dir} already holds a run",
             where="output_dir",
-            hint="continue it with --resume, start over with --overwrite (deletes that run), or pick another output_dir",
+            hint="continue it with --resume, start over with --overwrite or overwrite_output_dir: true (deletes that "
+                 "run), or pick another output_dir",
         )
     if is_main:
         if overwrite and has_run:
@@ -192,10 +211,11 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     from danlu.plan.preflight import check_memory
 
     is_main = rank() == 0
+    check_data_files(cfg)
     predicted = check_memory(cfg, strict=strict_memory)  # before anything large is loaded
     resume_mode = "auto" if resume else cfg.train.resume
-    run_dir = prepare_run_dir(cfg, resume=resume_mode != "never", overwrite=overwrite and not dry_run,
-                              is_main=is_main and not dry_run)
+    run_dir = prepare_run_dir(cfg, resume=resume_mode != "never", overwrite=overwrite, is_main=is_main,
+                              dry_run=dry_run)
     ctx, train_ds, eval_ds = build(cfg, run_dir=run_dir, is_main=is_main and not dry_run)
     plan = plan_summary(cfg, ctx, train_ds)
     if predicted is not None:
