@@ -38,6 +38,8 @@ def _register_all() -> None:
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (they are also off when stderr "
+                               "is not a terminal; DANLU_PROGRESS=1 forces them)."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ):
     import danlu
@@ -47,6 +49,9 @@ def _root(
         typer.echo(f"danlu {danlu.__version__}")
         raise typer.Exit(0)
     setup_logging(verbose)
+    from danlu.progress import set_quiet
+
+    set_quiet(quiet)
 
 
 def main(argv: list[str] | None = None) -> None:

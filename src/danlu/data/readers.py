@@ -41,7 +41,8 @@ def read_rows(source: str) -> Iterator[RawRow]:
         }.get(p.suffix.lower())
         if reader is None:
             raise DataError(f"unsupported data file type {p.suffix!r}", where=str(p), hint=f"use {', '.join(SUFFIXES)}")
-        yield from reader(p)
+        with _Meter(p) as meter:
+            yield from reader(p, meter)
         return
     if looks_like_path(source):
         raise DataError(f"data file not found: {source}")
@@ -55,10 +56,12 @@ def looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.lower().endswith(SUFFIXES) or "\\" in source
 
 
-def _jsonl(path: Path) -> Iterator[RawRow]:
+def _jsonl(path: Path, meter=None) -> Iterator[RawRow]:
     with open(path, encoding="utf-8", errors="strict") as fh:
         lineno = 0
         while True:
+            if meter is not None and lineno % 512 == 0:
+                meter.at(fh.buffer.tell())
             try:
                 line = fh.readline()
             except UnicodeDecodeError as exc:
@@ -80,7 +83,7 @@ def _jsonl(path: Path) -> Iterator[RawRow]:
             yield RawRow(f"{path}:{lineno}", obj)
 
 
-def _json(path: Path) -> Iterator[RawRow]:
+def _json(path: Path, meter=None) -> Iterator[RawRow]:
     """A JSON array of objects (or one object holding such an array), each with its line."""
     text = path.read_text(encoding="utf-8")
     decoder = json.JSONDecoder()
@@ -90,7 +93,7 @@ def _json(path: Path) -> Iterator[RawRow]:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             if exc.msg == "Extra data":  # one object per line in a .json file (the datasets library reads it)
-                yield from _jsonl(path)
+                yield from _jsonl(path, meter)
                 return
             raise DataError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}") from None
         arrays = [v for v in obj.values() if isinstance(v, list)] if isinstance(obj, dict) else []
@@ -115,6 +118,8 @@ def _json(path: Path) -> Iterator[RawRow]:
         except json.JSONDecodeError as exc:
             raise DataError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}") from None
         where = f"{path}:{line}"
+        if meter is not None:
+            meter.at(end, of=len(text))
         if isinstance(obj, dict):
             yield RawRow(where, obj)
         else:
@@ -134,18 +139,22 @@ def _skip_ws(text: str, i: int) -> int:
     return i
 
 
-def _csv(path: Path) -> Iterator[RawRow]:
+def _csv(path: Path, meter=None) -> Iterator[RawRow]:
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         for row in reader:
+            if meter is not None and reader.line_num % 512 == 0:
+                meter.at(fh.buffer.tell())
             yield RawRow(f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None})
 
 
-def _txt(path: Path) -> Iterator[RawRow]:
+def _txt(path: Path, meter=None) -> Iterator[RawRow]:
     """Plain text: one document per blank-line-separated paragraph."""
     with open(path, encoding="utf-8") as fh:
         buf, start = [], 1
         for n, line in enumerate(fh, 1):
+            if meter is not None and n % 512 == 0:
+                meter.at(fh.buffer.tell())
             if line.strip():
                 if not buf:
                     start = n
@@ -157,16 +166,48 @@ def _txt(path: Path) -> Iterator[RawRow]:
             yield RawRow(f"{path}:{start}", {"text": "\n".join(buf)})
 
 
-def _parquet(path: Path) -> Iterator[RawRow]:
+def _parquet(path: Path, meter=None) -> Iterator[RawRow]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError("reading .parquet needs pyarrow", where=str(path), hint="pip install pyarrow") from None
     n = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=1024):
+        if meter is not None:
+            meter.at(n, of=pf.metadata.num_rows)
         for row in batch.to_pylist():
             n += 1
             yield RawRow(f"{path}:row {n}", row)
+
+
+PROGRESS_MIN_BYTES = 4 << 20  # smaller files are read in well under a second: no bar
+
+
+class _Meter:
+    """A progress bar over one data file (its bytes; a .json array: its characters; parquet: rows),
+    shown for files of PROGRESS_MIN_BYTES or more."""
+
+    def __init__(self, path: Path):
+        self.path, self.bar, self.total = path, None, path.stat().st_size
+
+    def __enter__(self):
+        if self.total >= PROGRESS_MIN_BYTES:
+            from danlu.progress import bar
+
+            self.bar = bar(total=self.total, desc=f"reading {self.path.name}", unit="B", unit_scale=True)
+        return self
+
+    def at(self, pos: int, of: int | None = None) -> None:
+        if self.bar is None:
+            return
+        if of is not None and of != self.bar.total:
+            self.bar.total = of
+        self.bar.update(max(0, pos - self.bar.n))
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _hub(source: str) -> Iterator[RawRow]:

@@ -55,6 +55,16 @@ def run_name(artefact: Path) -> str:
     return artefact.parent.name if artefact.name in ("adapter", "model") else artefact.name
 
 
+def served_model_name(target: str, path: str | Path | None = None) -> str:
+    """The name `danlu serve TARGET` gives its model in /v1/models (what clients put in "model"):
+    a run's directory name for a run or artefact, TARGET itself for a plain model. `path` is where
+    TARGET is when it is given relative to another folder."""
+    from danlu.infer.load import find_artefact
+
+    artefact = find_artefact(str(path if path is not None else target))
+    return run_name(artefact) if artefact is not None else target
+
+
 @dataclass
 class Target:
     base_path: str  # what load_model() loads

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import danlu
+from danlu.files import normal_modes
 from danlu.train.chain import copy_stacked
 
 META = "danlu.json"
@@ -69,6 +70,7 @@ def save_artefact(ctx, trainer) -> Path:
         write_generation_config(tmp, ctx, trainer.accelerator.unwrap_model(trainer.model))
         copy_stacked(ctx, tmp)
         write_metadata(tmp, ctx)
+        normal_modes(tmp)  # safetensors leaves its files 0600
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
