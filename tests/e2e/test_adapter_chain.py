@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 
 import pytest
 
@@ -86,6 +87,8 @@ def test_sft_then_dpo_on_the_same_adapter(sft_run, capsys):
     assert code == 0, err[-3000:]
     assert (d / "merged" / "model.safetensors").exists() or list((d / "merged").glob("*.safetensors"))
     assert "sft" in out + err  # the chain is shown
+    for weights in [*(run / "adapter").glob("*.safetensors"), *(d / "merged").glob("*.safetensors")]:
+        assert stat.S_IMODE(weights.stat().st_mode) & 0o044 == 0o044, f"{weights} must be readable by others"
 
 
 def test_stack_and_run_dir_as_model(sft_run, capsys):

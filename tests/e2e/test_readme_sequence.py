@@ -40,3 +40,19 @@ def test_overwrite_output_dir_in_yaml(earlier_run, capsys):
     code, out, err = cli(capsys, "train", str(cfg))
     assert code == 0, err[-2000:]
     assert '"step": 1}\n' != (run / "metrics.jsonl").read_text()[:12] and (run / "adapter" / "danlu.json").exists()
+
+
+def test_overwrite_output_dir_never_wipes_a_resumed_run(tmp_path, qa_file):
+    """A config with overwrite_output_dir: true, run again with --resume: the run is kept."""
+    from danlu.config.load import load_config
+    from danlu.train.runner import prepare_run_dir
+
+    cfg_path = tiny_config(tmp_path, qa_file)
+    cfg_path.write_text(cfg_path.read_text() + "overwrite_output_dir: true\n")
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-1").mkdir(parents=True)
+    (run / "checkpoints" / "step-1" / "COMPLETE").write_text("{}")  # (incomplete ones are tidied away)
+    prepare_run_dir(load_config(str(cfg_path)), resume=True, overwrite=False, is_main=True)
+    assert (run / "checkpoints" / "step-1").is_dir()
+    prepare_run_dir(load_config(str(cfg_path)), resume=False, overwrite=False, is_main=True)
+    assert not (run / "checkpoints").exists()

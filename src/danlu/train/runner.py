@@ -60,7 +60,7 @@ def prepare_run_dir(cfg, *, resume: bool, overwrite: bool, is_main: bool, dry_ru
     only reads, so it is never stopped by one)."""
     run_dir = Path(cfg.output_dir)
     has_run = any((run_dir / name).exists() for name in ("checkpoints", "adapter", "model", "metrics.jsonl"))
-    overwrite = overwrite or cfg.overwrite_output_dir
+    overwrite = overwrite or (cfg.overwrite_output_dir and not resume)  # the YAML key never wipes a resumed run
     if dry_run:
         return run_dir
     if has_run and not resume and not overwrite:
@@ -211,7 +211,9 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     from danlu.plan.preflight import check_memory
 
     is_main = rank() == 0
-    check_data_files(cfg)
+    cfg.method.check(cfg)  # a bad combination of sections first (checked again by build),
+    cfg.stage_options().check(cfg)
+    check_data_files(cfg)  # then a missing data file, before the output_dir and anything large
     predicted = check_memory(cfg, strict=strict_memory)  # before anything large is loaded
     resume_mode = "auto" if resume else cfg.train.resume
     run_dir = prepare_run_dir(cfg, resume=resume_mode != "never", overwrite=overwrite, is_main=is_main,
