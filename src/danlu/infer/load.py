@@ -121,7 +121,7 @@ def _load_artefact(artefact: Path, info: dict, *, dtype, merge: bool, step):
                       trust_remote_code=trust, **head_kwargs(info, tok), **method.load_kwargs())
     if info.get("stacked"):  # adapters this one was trained on top of, merged into the base first
         from danlu.models.chain import stacked_dirs
-        from danlu.train.chain import merge_below
+        from danlu.methods.stack import merge_below
 
         step.next("stacked adapters")
         base = merge_below(base, stacked_dirs(artefact, info))

@@ -105,6 +105,14 @@ def split_run_dir(data):
     return data
 
 
+def canonical(name: str) -> str:
+    """One spelling per base model: builtin names as they are, local folders resolved, hub ids as given."""
+    if name.startswith("builtin:"):
+        return name
+    p = Path(name).expanduser()
+    return str(p.resolve()) if p.exists() else name
+
+
 def stacked_dirs(artefact: Path, info: dict) -> list[Path]:
     """The adapters merged under this one, in the order they are applied."""
     return [artefact / rel for rel in info.get("stacked") or []]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from danlu.errors import UserError
+from danlu.models.chain import canonical
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
@@ -38,16 +39,6 @@ class ModelEntry:
         if self.kind == "adapter":
             card.update(parent=base_id, root=base_id)
         return card
-
-
-def canonical(name: str) -> str:
-    """One spelling per base model: builtin names as they are, local folders resolved, hub ids as given."""
-    from danlu.models.builtin import is_builtin
-
-    if is_builtin(name):
-        return name
-    p = Path(name).expanduser()
-    return str(p.resolve()) if p.exists() else name
 
 
 def run_name(artefact: Path) -> str:

@@ -35,7 +35,7 @@ def reference_model(ctx):
         return None
     from danlu.train.runner import load_base
 
-    from danlu.train.chain import merge_below
+    from danlu.methods.stack import merge_below
 
     log.info("method %s trains the base weights: loading a frozen reference copy", ctx.config.method.name)
     ref = merge_below(load_base(ctx), ctx.extra.get("stack_below", []))  # stacked: base + earlier adapters

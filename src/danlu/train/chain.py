@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 
 from danlu.errors import ConfigError
-from danlu.models.chain import STACKED, AdapterSource, find_adapter, stacked_dirs
+from danlu.methods.stack import merge_below
+from danlu.models.chain import STACKED, AdapterSource, canonical, find_adapter, stacked_dirs
 
 log = logging.getLogger(__name__)
 LORA_KEYS = {"r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "target_modules": "target_modules",
@@ -27,8 +28,6 @@ LORA_KEYS = {"r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout
 def source_of(cfg) -> AdapterSource | None:
     if not cfg.model.adapter:
         return None
-    from danlu.serve.adapters import canonical
-
     src = find_adapter(cfg.model.adapter)
     if canonical(src.base_model) != canonical(cfg.model.name_or_path):
         raise ConfigError(f"{cfg.model.adapter} was trained on {src.base_model!r}, not on {cfg.model.name_or_path!r}",
@@ -79,29 +78,6 @@ def prepare(cfg, ctx) -> None:
     ctx.extra.update(adapter_source=src, stack_below=below, continued=mode == "continue",
                      adapter_chain=[*src.chain(), src.link(mode)])
     ctx.extra.setdefault("artefact_meta", {})["chain"] = ctx.extra["adapter_chain"]
-
-
-def merge_below(model, folders: list[Path]):
-    """Merge each adapter folder into `model`, in order (a plain transformers model comes back)."""
-    for folder in folders:
-        model = merge_adapter(model, folder)
-    return model
-
-
-def merge_adapter(model, folder: Path):
-    import json
-
-    from peft import PeftModel
-
-    from danlu.methods.registry import METHODS
-
-    info_path = folder / "danlu.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    if info.get("method"):
-        method = METHODS.get(info["method"]["name"]).model_validate(info["method"])
-        method.require_mergeable()
-        return method.merge(method.load_trained(model, folder))
-    return PeftModel.from_pretrained(model, str(folder), is_trainable=False).merge_and_unload()
 
 
 def attach(cfg, ctx, model, mctx):
