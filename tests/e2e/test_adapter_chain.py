@@ -47,7 +47,7 @@ def sft_run(tmp_path_factory):
 def preference(target: str, pairs: list[dict]) -> float:
     """Mean log p(chosen) − log p(rejected) of the policy at `target` (a run directory)."""
     from danlu.infer.load import load_for_inference
-    from danlu.stages.preference_eval import answer_logps
+    from danlu.stages._preference_eval import answer_logps
 
     loaded = load_for_inference(target, device="cpu")
     tok = loaded.tokenizer

@@ -23,7 +23,7 @@ FAST = {"OMP_NUM_THREADS": "1"}  # tiny matrices: one thread is faster on a shar
 def rendered(target: str, overrides=(), limit: int = 3, model: str | None = None) -> list[tuple[str, str]]:
     """(whole text, trained text) of the first samples, as `danlu data render` shows them (called
     in-process: the same code without another interpreter start on a busy machine)."""
-    from danlu.data.render import render_samples
+    from danlu.workbench.render import render_samples
 
     samples, tok = render_samples(target, model, limit, list(overrides))
     out = []

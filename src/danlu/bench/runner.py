@@ -25,7 +25,7 @@ SEED_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 def seed_text(sample) -> str:
     """Seed 003's format_prompt: 'User: {instruction}\\n{input}\\nAssistant: {response}'."""
-    from danlu.data.sample import Text
+    from danlu.chat.messages import Text
 
     if isinstance(sample, Text):
         return sample.text

@@ -46,7 +46,7 @@ def render(
     as_json: bool = typer.Option(False, "--json", help='One line per sample: {"input_ids": [...], "labels": [...]}.'),
 ):
     """Show exactly what the trainer will see, trained spans highlighted."""
-    from danlu.data.render import render_samples, spans
+    from danlu.workbench.render import render_samples, spans
 
     samples, tok = render_samples(target, model, limit, overrides)
     if as_json:
@@ -87,7 +87,7 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
     """Format, rows, fields, roles, token lengths (with a histogram), examples and problems."""
-    from danlu.data.inspect import inspect_data
+    from danlu.workbench.inspect_rows import inspect_data
 
     report = inspect_data(source, fmt=fmt, model=None if no_tokens else model, plot=plot, examples=examples,
                           token_sample=token_sample)
@@ -106,8 +106,8 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Every problem with its file:line and the reason."""
-    from danlu.data.validate import validate_data
     from danlu.errors import DataError
+    from danlu.workbench.validate import validate_data
 
     def show(p) -> None:
         if not as_json:
@@ -137,7 +137,7 @@ def clean(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """NFKC, whitespace, control characters, HTML; drop empty, too short, too long, other-language rows."""
-    from danlu.data.clean import CleanOptions, clean_data
+    from danlu.workbench.clean import CleanOptions, clean_data
 
     opts = CleanOptions(nfkc=nfkc, fold_cjk_punct=fold_cjk_punct, whitespace=whitespace, control=control, html=html,
                         min_chars=min_chars, max_chars=max_chars, languages=_list(lang, "--lang"))
@@ -158,7 +158,7 @@ def dedup(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Drop exact and near duplicates (MinHash LSH), keeping the first row of each cluster."""
-    from danlu.data.dedup import DedupOptions, dedup_data
+    from danlu.workbench.dedup import DedupOptions, dedup_data
 
     opts = DedupOptions(threshold=threshold, ngram=ngram, num_perm=num_perm, near=not exact_only,
                         fields=_list(fields, "--fields"))
@@ -178,7 +178,7 @@ def scrub(
 ):
     """Replace personal data with <EMAIL>, <PHONE>, <ID_CARD>, <BANK_CARD>, <IP>, <SECRET>; --allow keeps
     the company's own public contacts."""
-    from danlu.data.pii import allow_list, scrub_data
+    from danlu.workbench.pii import allow_list, scrub_data
 
     print_summary(scrub_data(source, output, kinds=_list(types, "--types"), on_bad_row=on_bad_row,
                              allow=allow_list(allow or [], allow_file or [])), as_json)
@@ -197,7 +197,7 @@ def decontam(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Drop training rows that share a long n-gram with an evaluation file."""
-    from danlu.data.decontam import DecontamOptions, decontam_data
+    from danlu.workbench.decontam import DecontamOptions, decontam_data
 
     opts = DecontamOptions(ngram=ngram, min_ngram=min_ngram, fields=_list(fields, "--fields"))
     print_summary(decontam_data(source, against, output, opts, report=report, on_bad_row=on_bad_row), as_json)
@@ -216,8 +216,8 @@ def split(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Train/val/test by ratio, seeded, optionally stratified; near duplicates never straddle splits."""
-    from danlu.data.dedup import DedupOptions
-    from danlu.data.split import SplitOptions, split_data
+    from danlu.workbench.dedup import DedupOptions
+    from danlu.workbench.split import SplitOptions, split_data
 
     opts = SplitOptions(ratios=_list(ratios, "--ratios", float), seed=seed, stratify=stratify,
                         group_near=not exact_only, dedup=DedupOptions(threshold=threshold))
@@ -236,7 +236,7 @@ def convert(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Rewrite rows in another layout (alpaca, sharegpt, messages, prompt/response, preference ...)."""
-    from danlu.data.convert import convert_data
+    from danlu.workbench.convert import convert_data
 
     print_summary(convert_data(source, to, output, from_=from_, on_bad_row=on_bad_row), as_json)
 
@@ -254,8 +254,8 @@ def mix(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
     """Mix inputs by weights or counts into one file, seeded."""
-    from danlu.data.mix import MixOptions, mix_data
     from danlu.errors import UserError
+    from danlu.workbench.mix import MixOptions, mix_data
 
     if weights and counts:
         raise UserError("give --weights or --counts, not both")

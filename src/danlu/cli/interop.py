@@ -19,7 +19,7 @@ def import_config(
 ):
     from danlu.config.load import load_config
     from danlu.errors import ConfigError
-    from danlu.interop.llamafactory import convert_file, to_yaml
+    from danlu.interop.llamafactory.config import convert_file, to_yaml
 
     conv = convert_file(source)
     text = to_yaml(conv, source)

@@ -42,7 +42,7 @@ def merge(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     from danlu.errors import UserError
-    from danlu.merge.run import MergeSpec, run_merge
+    from danlu.soup.run import MergeSpec, run_merge
 
     if dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise UserError(f"unknown dtype {dtype!r}", where="--dtype", hint="auto, float32, bfloat16 or float16")

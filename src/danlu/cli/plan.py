@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from danlu.plan.estimate import GiB
+from danlu.plan.terms import GiB
 
 
 def register(app: typer.Typer) -> None:
@@ -163,7 +163,7 @@ def sweep(
     seed: int = typer.Option(0, "--seed", help="Seed of the TPE sampler."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ):
-    from danlu.plan.sweep import run_sweep
+    from danlu.tune.sweep import run_sweep
 
     result = run_sweep(config, trials=trials, metric=metric, space_file=space, pruner=pruner, out=out, seed=seed)
     if as_json:

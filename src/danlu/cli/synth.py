@@ -30,7 +30,7 @@ JSON = typer.Option(False, "--json", help="Print the summary as JSON.")
 
 
 def _teacher(base_url, model, api_key, concurrency, max_retries, backoff, timeout, temperature, max_tokens):
-    from danlu.data.synth_client import TeacherConfig
+    from danlu.synth.client import TeacherConfig
 
     return TeacherConfig(base_url=base_url, model=model, api_key=api_key, concurrency=concurrency,
                          max_retries=max_retries, backoff=backoff, timeout=timeout, temperature=temperature,
@@ -50,7 +50,7 @@ def answers(
     as_json: bool = JSON,
 ):
     """The teacher's answer to every prompt (sequence-level distillation)."""
-    from danlu.data.synth import SynthOptions, synth_answers
+    from danlu.synth.run import SynthOptions, synth_answers
 
     opts = SynthOptions(format=fmt, keep_truncated=keep_truncated, on_bad_row=on_bad_row)
     teacher = _teacher(base_url, model, api_key, concurrency, max_retries, backoff, timeout, temperature, max_tokens)
@@ -71,7 +71,7 @@ def tasks(
     max_tokens: int = MAX_TOKENS, fmt: str = FORMAT, as_json: bool = JSON,
 ):
     """New instruction/input/output tasks in the style of seed tasks (self-instruct)."""
-    from danlu.data.synth import SynthOptions, synth_tasks
+    from danlu.synth.run import SynthOptions, synth_tasks
 
     opts = SynthOptions(format=fmt, per_call=per_call, examples=examples, similarity=similarity, seed=seed)
     teacher = _teacher(base_url, model, api_key, concurrency, max_retries, backoff, timeout, temperature, max_tokens)
@@ -90,7 +90,7 @@ def docs(
     max_tokens: int = MAX_TOKENS, fmt: str = FORMAT, as_json: bool = JSON,
 ):
     """Question/answer pairs grounded in documents."""
-    from danlu.data.synth import SynthOptions, synth_docs
+    from danlu.synth.run import SynthOptions, synth_docs
 
     opts = SynthOptions(format=fmt, per_call=per_call, chunk_chars=chunk_chars, similarity=similarity)
     teacher = _teacher(base_url, model, api_key, concurrency, max_retries, backoff, timeout, temperature, max_tokens)

@@ -1,7 +1,5 @@
 """Typed run configuration: one YAML file → RunConfig (schema.py), with dotted overrides (load.py)."""
 
-from danlu.config.base import StrictModel
-
 
 def __getattr__(name):
     if name == "RunConfig":
@@ -15,4 +13,4 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-__all__ = ["RunConfig", "StrictModel", "load_config", "load_config_dict"]
+__all__ = ["RunConfig", "load_config", "load_config_dict"]

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, field_validator, model_validator
 
-from danlu.config.base import StrictModel
+from danlu.eval.judge import JudgeConfig
+from danlu.schema_base import StrictModel
 
 Auto = Literal["auto"]
 
@@ -160,30 +161,6 @@ class TrainConfig(StrictModel):
     ddp_timeout: int = Field(
         1800, ge=10, description="Seconds a process waits for the others in a collective before the job stops."
     )
-
-
-DEFAULT_RUBRIC = (
-    "Prefer the answer that is correct and complete for the question (agreeing with the reference answer "
-    "when one is given), follows the instructions and the required format, and is clear and concise. "
-    "Invented facts, wrong numbers and answers in the wrong language count heavily against an answer."
-)
-
-
-class JudgeConfig(StrictModel):
-    base_url: str = Field(
-        ..., description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."
-    )
-    model: str = Field(..., description="The judge model's name at that endpoint.")
-    api_key_env: str = Field(
-        "OPENAI_API_KEY", description="Environment variable that holds the API key (never the key itself)."
-    )
-    rubric: str = Field(DEFAULT_RUBRIC, description="What makes an answer better; shown to the judge.")
-    show_reference: bool = Field(True, description="Show the reference answer to the judge.")
-    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")
-    max_tokens: int = Field(256, ge=1, description="Longest judge reply.")
-    concurrency: int = Field(4, ge=1, description="Judge requests in flight at once.")
-    timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one judge reply.")
-    max_retries: int = Field(2, ge=0, description="Retries of a failed judge request.")
 
 
 class EarlyStoppingConfig(StrictModel):

@@ -1,2 +1,3 @@
-"""Data: reading rows (file:line), formats, chat templates, tokenisation with label masks,
-collation (padding or packing), reports — and the data workbench commands."""
+"""Data for training: reading rows with their file:line (readers.py; `lf:` sources come from
+interop/llamafactory), formats/ (one file per input layout), encode.py (conversation →
+input_ids/labels with masks), collate.py (padding or packing), dataset.py and report.py."""

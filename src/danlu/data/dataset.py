@@ -8,13 +8,13 @@ import random
 import re
 from collections.abc import Iterator
 
-from danlu.data import lf
+from danlu.chat.messages import RowError, Text
+from danlu.data.encode import Encoded, SampleDropped, encode_conversation, encode_text, fit_length
 from danlu.data.formats import FORMATS, FormatOptions, detect_format
 from danlu.data.readers import read_rows
 from danlu.data.report import DataReport
-from danlu.data.sample import RowError, Text
-from danlu.data.tokenize import Encoded, SampleDropped, encode_conversation, encode_text, fit_length
 from danlu.errors import DataError
+from danlu.interop.llamafactory import dataset_info as lf
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def iter_samples(
     report: DataReport | None = None,
 ) -> Iterator:
     """Samples of the given kinds from every source; bad rows are skipped (and reported) or raise.
-    A source `lf:NAME` is an entry of a LLaMA-Factory dataset_info.json (see data/lf.py)."""
+    A source `lf:NAME` is an entry of a LLaMA-Factory dataset_info.json (see interop/llamafactory/dataset_info.py)."""
     opts = opts or FormatOptions()
     report = report if report is not None else DataReport()
     for source in [sources] if isinstance(sources, str) else sources:

@@ -46,7 +46,7 @@ def read_rows(source: str) -> Iterator[RawRow]:
         return
     if looks_like_path(source):
         raise DataError(f"data file not found: {source}")
-    if source.startswith("lf:"):  # read by data/lf.py through iter_samples, which knows data.dataset_dir
+    if source.startswith("lf:"):  # read by interop/llamafactory/dataset_info.py through iter_samples, which knows data.dataset_dir
         raise DataError(f"{source} is a LLaMA-Factory dataset entry, not a file",
                         hint="use it as data.train in a config, with data.dataset_dir set to its dataset_info.json folder")
     yield from _hub(source)

@@ -27,7 +27,7 @@ class EvalItem:
         return users[-1] if users else ""
 
     def conversation(self):
-        from danlu.data.sample import Conversation
+        from danlu.chat.messages import Conversation
 
         return Conversation(self.prompt + [self.reference_message], tools=self.tools, where=self.where)
 

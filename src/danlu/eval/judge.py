@@ -15,9 +15,36 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
+from pydantic import Field
+
 from danlu.errors import DanluError, UserError
+from danlu.schema_base import StrictModel
 
 log = logging.getLogger(__name__)
+
+DEFAULT_RUBRIC = (
+    "Prefer the answer that is correct and complete for the question (agreeing with the reference answer "
+    "when one is given), follows the instructions and the required format, and is clear and concise. "
+    "Invented facts, wrong numbers and answers in the wrong language count heavily against an answer."
+)
+
+
+class JudgeConfig(StrictModel):
+    base_url: str = Field(
+        ..., description="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."
+    )
+    model: str = Field(..., description="The judge model's name at that endpoint.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable that holds the API key (never the key itself)."
+    )
+    rubric: str = Field(DEFAULT_RUBRIC, description="What makes an answer better; shown to the judge.")
+    show_reference: bool = Field(True, description="Show the reference answer to the judge.")
+    temperature: float = Field(0.0, ge=0, description="Judge sampling temperature.")
+    max_tokens: int = Field(256, ge=1, description="Longest judge reply.")
+    concurrency: int = Field(4, ge=1, description="Judge requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one judge reply.")
+    max_retries: int = Field(2, ge=0, description="Retries of a failed judge request.")
+
 
 PAIR_SYSTEM = (
     "You are an impartial judge comparing two answers to the same question.\n"
@@ -100,7 +127,7 @@ def parse_score(text: str) -> float | None:
 
 class Judge:
     def __init__(self, cfg):
-        """`cfg`: config.schema.JudgeConfig."""
+        """`cfg`: a JudgeConfig."""
         try:
             from openai import OpenAI
         except ImportError:
@@ -180,7 +207,6 @@ def judge_config_from(path: str | None, overrides: dict):
     `eval:` or `judge:` section), then command-line overrides; None when no judge is set."""
     import yaml
 
-    from danlu.config.schema import JudgeConfig
     from danlu.errors import ConfigError
 
     data: dict = {}

@@ -41,8 +41,8 @@ def _forward_nll(model, rows: list[tuple[list[int], list[int]]], pad_id: int):
 def held_out_loss(loaded, conversations, *, max_length: int = 2048, batch_size: int = 8) -> HeldOut:
     """Token-weighted loss on the assistant turns of `conversations` (data.sample.Conversation),
     tokenised exactly as training tokenises them (the model's own template)."""
-    from danlu.data.templates import resolve_template
-    from danlu.data.tokenize import encode_conversation
+    from danlu.chat.templates import resolve_template
+    from danlu.data.encode import encode_conversation
 
     tpl = resolve_template(loaded.tokenizer, "auto")
     encoded = [encode_conversation(c, tpl) for c in conversations]

@@ -328,10 +328,10 @@ def has_tool_calls(refs: list[str], inputs=None) -> bool:
 
 
 def _tool_scores(preds: list[str], inputs: MetricInputs, key: str) -> Score:
-    """score_calls (danlu.data.tools) on every answer whose reference makes tool calls: the answer's
+    """score_calls (danlu.chat.tools) on every answer whose reference makes tool calls: the answer's
     `<tool_call>` blocks parsed as `danlu serve` parses them, compared call by call in order.
     Answers whose reference is text are not counted (per-sample values only when all are calls)."""
-    from danlu.data.tools import parse_tool_calls, score_calls
+    from danlu.chat.tools import parse_tool_calls, score_calls
 
     items = inputs.items or []
     per = [100.0 * score_calls(parse_tool_calls(p).tool_calls, i.reference_message["tool_calls"])[key]

@@ -45,7 +45,7 @@ class EvalOptions:
     shots: int = 0
     mc_style: str = "letter"
     mc_chat: bool = False
-    judge: object | None = None  # config.schema.JudgeConfig
+    judge: object | None = None  # eval.judge.JudgeConfig
     harness_tasks: list[str] = field(default_factory=list)
     rank_by: str | None = None
 

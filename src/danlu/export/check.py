@@ -47,7 +47,7 @@ RESTORE_HINT = ("the tokenizer files of the artefact were changed after training
 
 def trained_chat(artefact: Path, tokenizer, info: dict) -> TrainedChat:
     """Read and cross-check what the run trained with; a disagreement is a UserError."""
-    from danlu.data.templates import resolve_template
+    from danlu.chat.templates import resolve_template
 
     artefact = Path(artefact)
     if not info.get("turn_end"):
@@ -75,7 +75,7 @@ def trained_chat(artefact: Path, tokenizer, info: dict) -> TrainedChat:
 
 
 def _check_named_template(artefact: Path, source: str, text: str) -> None:
-    from danlu.data.templates import NAMED, TEMPLATE_DIR
+    from danlu.chat.templates import NAMED, TEMPLATE_DIR
 
     if source in NAMED:
         expected = (TEMPLATE_DIR / f"{NAMED[source]}.jinja").read_text(encoding="utf-8")

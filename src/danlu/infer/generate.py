@@ -9,7 +9,7 @@ from collections.abc import Iterator
 def render_prompts(tokenizer, conversations: list[list[dict]], tools=None) -> list[str]:
     """Through ChatTemplate.render, as training renders: tools (and tool turns) by the template
     when it writes them, else in danlu's text form."""
-    from danlu.data.templates import ChatTemplate
+    from danlu.chat.templates import ChatTemplate
 
     template = ChatTemplate(tokenizer, "tokenizer")
     return [template.render(c, tools=tools, add_generation_prompt=True) for c in conversations]

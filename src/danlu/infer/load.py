@@ -76,7 +76,7 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
         dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     artefact = find_artefact(target)
     if artefact is None:  # a plain model: its own template (or danlu's default)
-        from danlu.data.templates import resolve_template
+        from danlu.chat.templates import resolve_template
 
         with stages(f"loading {target}", ["tokenizer", "model"]) as step:
             step.next("tokenizer")

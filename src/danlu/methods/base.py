@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import model_validator
 
-from danlu.config.base import StrictModel
+from danlu.schema_base import StrictModel
 
 if TYPE_CHECKING:
     import torch

@@ -28,20 +28,10 @@ from dataclasses import dataclass, field
 from danlu.plan.activations import Numerics, activation_bytes, offloaded
 from danlu.plan.calibration import calibration
 from danlu.plan.stages import stage_shape
+from danlu.plan.terms import GiB, Term, gb
 
-GiB = 1024**3
 OPTIMIZER_BYTES = {"adamw": 8.0, "adamw_8bit": 2.03, "paged_adamw_8bit": 2.03, "sgd": 0.0, "adafactor": 0.0}
 DEEPSPEED_MASTER = 4.0  # ZeRO keeps an fp32 master copy of trainable weights in the optimizer partition
-
-
-@dataclass
-class Term:
-    key: str
-    bytes: float
-    detail: str
-
-    def to_dict(self) -> dict:
-        return {"key": self.key, "bytes": int(self.bytes), "gib": round(self.bytes / GiB, 3), "detail": self.detail}
 
 
 @dataclass
@@ -62,10 +52,6 @@ class MemoryEstimate:
                 "peak_phase": self.peak_phase, "device_need_bytes": self.device_need_bytes,
                 "host_offload_bytes": self.host_bytes, "phases": self.phases,
                 "terms": [t.to_dict() for t in self.terms], "notes": self.notes}
-
-
-def gb(n: float) -> str:
-    return f"{n / GiB:.2f} GiB" if n >= 0.1 * GiB else f"{n / 2**20:.1f} MiB"
 
 
 def numerics(spec) -> Numerics:

@@ -12,7 +12,7 @@ Activations are never divided (each GPU runs its own micro-batch)."""
 
 from __future__ import annotations
 
-from danlu.plan.estimate import Term, gb
+from danlu.plan.terms import Term, gb
 
 
 def shard(spec, terms: list[Term]) -> tuple[list[Term], float]:

@@ -14,9 +14,10 @@ log = logging.getLogger(__name__)
 
 def check_memory(cfg, *, strict: bool = False):
     """The MemoryEstimate (or None when the model's shape is unknown); warns or raises."""
-    from danlu.plan.estimate import GiB, estimate_memory
+    from danlu.plan.estimate import estimate_memory
     from danlu.plan.hardware import this_machine
     from danlu.plan.spec import spec_from_config
+    from danlu.plan.terms import GiB
 
     try:
         device = this_machine()

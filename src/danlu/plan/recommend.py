@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from danlu.plan.estimate import GiB, estimate_memory
+from danlu.plan.estimate import estimate_memory
 from danlu.plan.hardware import Device
+from danlu.plan.terms import GiB
 
 COMFORT = 0.80
 SMALL_DATA_TOKENS = 1_000_000

@@ -36,10 +36,10 @@ def count_tokens(cfg) -> DataTokens:
     except Exception as exc:  # noqa: BLE001 — no local tokenizer: estimate instead
         log.info("tokenizer not available locally (%s); estimating tokens from characters", exc)
         return _estimate(cfg)
+    from danlu.chat.templates import resolve_template
     from danlu.data.dataset import encode_sample, iter_samples
     from danlu.data.formats import FormatOptions
     from danlu.data.report import DataReport
-    from danlu.data.templates import resolve_template
 
     template = resolve_template(tok, cfg.data.template)
     report = DataReport(split="train")

@@ -97,7 +97,7 @@ def refuse_stacked(folder: Path, info: dict) -> None:
 
 
 def _plain_entry(name: str, path: str) -> ModelEntry:
-    from danlu.data.templates import resolve_template
+    from danlu.chat.templates import resolve_template
     from danlu.models.load import load_tokenizer
 
     tok = load_tokenizer(path)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
-from danlu.data.sample import RowError
-from danlu.data.templates import ChatTemplate
+from danlu.chat.messages import RowError
+from danlu.chat.templates import ChatTemplate
 from danlu.serve import protocol as P
 from danlu.serve.engine import EngineBusy
 from danlu.serve.errors import APIError, bad_request

@@ -1,7 +1,7 @@
 """Tool calls (OpenAI function calling) in `danlu serve`, on danlu's training path both ways:
 
 - a request's `tools`, assistant `tool_calls` and `role: tool` messages are normalised by
-  `danlu.data.tools` and rendered by `ChatTemplate.render` — the same text and ids a model was
+  `danlu.chat.tools` and rendered by `ChatTemplate.render` — the same text and ids a model was
   trained on (the tokenizer's template when it writes tools, else danlu's text form);
 - the answer is parsed by `parse_tool_calls`: `<tool_call>{json}</tool_call>` blocks become
   `message.tool_calls` with `finish_reason: "tool_calls"`;
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from danlu.data.sample import RowError
-from danlu.data.tools import CALL_CLOSE, CALL_OPEN, normalise_tool_calls, normalise_tools, parse_tool_calls
+from danlu.chat.messages import RowError
+from danlu.chat.tools import CALL_CLOSE, CALL_OPEN, normalise_tool_calls, normalise_tools, parse_tool_calls
 from danlu.serve.errors import bad_request
 
 MAX_TOOLS = 128

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from danlu.config.base import StrictModel
+from danlu.schema_base import StrictModel
 
 if TYPE_CHECKING:
     from danlu.train.context import RunContext

@@ -22,7 +22,7 @@ from danlu.stages.registry import register_stage
 def classify_trainer_class():
     from transformers import Trainer
 
-    from danlu.stages.trl_common import CountTokens
+    from danlu.stages._trl_common import CountTokens
     from danlu.train.trainer import DanluTrainerMixin
 
     class ClassifyTrainer(DanluTrainerMixin, CountTokens, Trainer):
@@ -34,7 +34,7 @@ def classify_trainer_class():
 def compute_metrics(eval_pred) -> dict:
     import numpy as np
 
-    from danlu.stages.classify_data import accuracy_and_f1
+    from danlu.stages._classify_data import accuracy_and_f1
 
     logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
     preds = np.asarray(logits).argmax(-1).reshape(-1)
@@ -64,7 +64,7 @@ class Classify(Stage):
                 "label2id": {n: i for i, n in enumerate(names)}, "pad_token_id": ctx.tokenizer.pad_token_id}
 
     def build_datasets(self, ctx):
-        from danlu.stages.classify_data import build_classify_datasets
+        from danlu.stages._classify_data import build_classify_datasets
 
         train, held, labels = build_classify_datasets(ctx, self)
         ctx.extra["labels"] = labels
@@ -75,7 +75,7 @@ class Classify(Stage):
     def build_trainer(self, ctx, train_dataset, eval_dataset):
         from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
-        from danlu.stages.trl_common import finish
+        from danlu.stages._trl_common import finish
         from danlu.train.args import training_arguments
         from danlu.train.callbacks import standard_callbacks
 
@@ -93,7 +93,7 @@ class Classify(Stage):
         return finish(trainer, ctx)
 
     def after_training(self, ctx, trainer) -> dict:
-        from danlu.stages.classify_data import majority_baseline
+        from danlu.stages._classify_data import majority_baseline
 
         if not trainer.eval_dataset:
             return {}

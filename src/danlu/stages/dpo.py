@@ -23,7 +23,7 @@ from danlu.stages.registry import register_stage
 def dpo_trainer_class():
     from trl import DPOTrainer
 
-    from danlu.stages.trl_common import CountTokens
+    from danlu.stages._trl_common import CountTokens
     from danlu.train.trainer import DanluTrainerMixin
 
     class DanluDPOTrainer(DanluTrainerMixin, CountTokens, DPOTrainer):
@@ -37,7 +37,7 @@ def dpo_trainer_class():
 def cpo_trainer_class():
     from trl.experimental.cpo import CPOTrainer
 
-    from danlu.stages.trl_common import CountTokens, legacy_pair_features
+    from danlu.stages._trl_common import CountTokens, legacy_pair_features
     from danlu.train.trainer import DanluTrainerMixin
 
     class DanluCPOTrainer(DanluTrainerMixin, CountTokens, CPOTrainer):
@@ -49,7 +49,7 @@ def cpo_trainer_class():
 
 def preference_metrics(ctx, trainer, *, kind: str, beta: float, prefix: str = "eval_") -> dict:
     """Held-out implicit reward margins (see preference_eval); {} without eval data."""
-    from danlu.stages.preference_eval import held_out_pairs, margin_summary, reward_margins
+    from danlu.stages._preference_eval import held_out_pairs, margin_summary, reward_margins
 
     rows = held_out_pairs(trainer.eval_dataset)
     if not rows:
@@ -64,14 +64,14 @@ def preference_metrics(ctx, trainer, *, kind: str, beta: float, prefix: str = "e
 def before_training(ctx, trainer, *, kind: str, beta: float) -> None:
     """Held-out margins of the starting model, kept for run_info (`eval_*_before`). Only where they
     are informative: with a reference model the implicit reward margin is 0 before training."""
-    from danlu.stages.preference_eval import NEEDS_REFERENCE
+    from danlu.stages._preference_eval import NEEDS_REFERENCE
 
     if not NEEDS_REFERENCE[kind]:
         ctx.extra["held_out_before"] = preference_metrics(ctx, trainer, kind=kind, beta=beta, prefix="eval_before_")
 
 
 def after_preference_training(ctx, trainer, *, kind: str, beta: float) -> dict:
-    from danlu.stages.trl_common import drop_ref_after_training
+    from danlu.stages._trl_common import drop_ref_after_training
 
     out = {**ctx.extra.pop("held_out_before", {}), **preference_metrics(ctx, trainer, kind=kind, beta=beta)}
     drop_ref_after_training(trainer)
@@ -96,12 +96,12 @@ class DPO(Stage):
     )
 
     def build_datasets(self, ctx):
-        from danlu.stages.preference_data import build_row_datasets, encode_pair
+        from danlu.stages._preference_data import build_row_datasets, encode_pair
 
         return build_row_datasets(ctx, ("preference",), encode_pair)
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
-        from danlu.stages.trl_common import finish, reference_model, trl_arguments
+        from danlu.stages._trl_common import finish, reference_model, trl_arguments
         from danlu.train.callbacks import standard_callbacks
 
         common = dict(train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=ctx.tokenizer,

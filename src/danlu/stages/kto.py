@@ -32,7 +32,7 @@ def add_kl_completions(dataset, batch_size: int):
 def kto_trainer_class():
     from trl import KTOTrainer
 
-    from danlu.stages.trl_common import CountTokens
+    from danlu.stages._trl_common import CountTokens
     from danlu.train.trainer import DanluTrainerMixin
 
     class DanluKTOTrainer(DanluTrainerMixin, CountTokens, KTOTrainer):
@@ -62,7 +62,7 @@ class KTO(Stage):
                               "answer of the same batch", where="train.batch_size", hint="set train.batch_size: 4 or more")
 
     def build_datasets(self, ctx):
-        from danlu.stages.preference_data import build_row_datasets, encode_unpaired
+        from danlu.stages._preference_data import build_row_datasets, encode_unpaired
 
         # TRL's KTO reads in order (its KL pairs are fixed batches): danlu shuffles once, up front
         return build_row_datasets(ctx, ("unpaired", "preference"), encode_unpaired, shuffle=True)
@@ -70,7 +70,7 @@ class KTO(Stage):
     def build_trainer(self, ctx, train_dataset, eval_dataset):
         from trl import KTOConfig
 
-        from danlu.stages.trl_common import finish, reference_model, trl_arguments
+        from danlu.stages._trl_common import finish, reference_model, trl_arguments
         from danlu.train.callbacks import standard_callbacks
 
         args = trl_arguments(ctx, KTOConfig, has_eval=eval_dataset is not None, beta=self.beta,
@@ -81,8 +81,8 @@ class KTO(Stage):
         return finish(trainer, ctx)
 
     def after_training(self, ctx, trainer) -> dict:
+        from danlu.stages._preference_eval import label_accuracy
         from danlu.stages.dpo import after_preference_training
-        from danlu.stages.preference_eval import label_accuracy
 
         out = {}
         if trainer.eval_dataset is not None and len(trainer.eval_dataset):

@@ -17,7 +17,7 @@ from danlu.stages.registry import register_stage
 def orpo_trainer_class():
     from trl.experimental.orpo import ORPOTrainer
 
-    from danlu.stages.trl_common import CountTokens, legacy_pair_features
+    from danlu.stages._trl_common import CountTokens, legacy_pair_features
     from danlu.train.trainer import DanluTrainerMixin
 
     class DanluORPOTrainer(DanluTrainerMixin, CountTokens, ORPOTrainer):
@@ -35,15 +35,15 @@ class ORPO(Stage):
     beta: float = Field(0.1, gt=0, description="λ: weight of the odds-ratio term against the SFT loss (0.1 in the paper).")
 
     def build_datasets(self, ctx):
-        from danlu.stages.preference_data import build_row_datasets, encode_pair
+        from danlu.stages._preference_data import build_row_datasets, encode_pair
 
         return build_row_datasets(ctx, ("preference",), encode_pair)
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
         from trl.experimental.orpo import ORPOConfig
 
+        from danlu.stages._trl_common import finish, trl_arguments
         from danlu.stages.dpo import before_training
-        from danlu.stages.trl_common import finish, trl_arguments
         from danlu.train.callbacks import standard_callbacks
 
         args = trl_arguments(ctx, ORPOConfig, has_eval=eval_dataset is not None, beta=self.beta)

@@ -34,8 +34,8 @@ class Pretrain(Stage):
 
     def build_datasets(self, ctx):
         from danlu.data.dataset import TokenizedDataset, iter_samples, split_eval
+        from danlu.data.encode import Encoded, encode_text
         from danlu.data.report import DataReport
-        from danlu.data.tokenize import Encoded, encode_text
         from danlu.errors import DataError
 
         cfg = ctx.config

@@ -18,7 +18,7 @@ from danlu.stages.registry import register_stage
 def reward_trainer_class():
     from trl import RewardTrainer
 
-    from danlu.stages.trl_common import CountTokens
+    from danlu.stages._trl_common import CountTokens
     from danlu.train.trainer import DanluTrainerMixin
 
     class DanluRewardTrainer(DanluTrainerMixin, CountTokens, RewardTrainer):
@@ -31,7 +31,7 @@ def pairwise_accuracy(model, rows, pad_id: int, batch_size: int = 16, prefix: st
     """Held-out pairwise accuracy and mean margin r(chosen) − r(rejected)."""
     import torch
 
-    from danlu.stages.preference_eval import margin_summary
+    from danlu.stages._preference_eval import margin_summary
 
     was_training = model.training
     model.eval()
@@ -67,8 +67,8 @@ class Reward(Stage):
         return {"num_labels": 1, "pad_token_id": ctx.tokenizer.pad_token_id}
 
     def build_datasets(self, ctx):
-        from danlu.data.templates import resolve_template
-        from danlu.stages.preference_data import build_row_datasets, encode_reward
+        from danlu.chat.templates import resolve_template
+        from danlu.stages._preference_data import build_row_datasets, encode_reward
 
         if ctx.template is None:  # the runner resolves it for causal LMs only; a reward model reads chats too
             ctx.template = resolve_template(ctx.tokenizer, ctx.config.data.template)
@@ -78,7 +78,7 @@ class Reward(Stage):
     def build_trainer(self, ctx, train_dataset, eval_dataset):
         from trl import RewardConfig
 
-        from danlu.stages.trl_common import finish, trl_arguments
+        from danlu.stages._trl_common import finish, trl_arguments
         from danlu.train.callbacks import standard_callbacks
 
         args = trl_arguments(ctx, RewardConfig, has_eval=eval_dataset is not None,

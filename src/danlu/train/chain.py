@@ -7,7 +7,7 @@
 
 The DPO/KTO reference of a continued adapter is the starting policy (base + earlier adapter):
 TRL copies a PEFT model's adapter into a frozen "ref" adapter, and danlu keeps that copy
-(stages/trl_common.drop_ref_adapter). Stacked, the base with the new adapter switched off is
+(stages/_trl_common.drop_ref_adapter). Stacked, the base with the new adapter switched off is
 already base + earlier adapter."""
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import danlu
 from danlu.errors import DanluError, TrainingInterrupted, UnsafeFileError, UserError
 from danlu.train import checkpoint as ckpt
 from danlu.train import chain, distributed, levers
+from danlu.train.base_model import load_base
 
 log = logging.getLogger(__name__)
 RUN_FILES = ("metrics.jsonl", "data_report.json", "run_info.json", "tensorboard", "checkpoints", "adapter", "model")
@@ -98,29 +99,6 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
     path.write_text("".join(r + "\n" for r in kept), encoding="utf-8")
 
 
-def load_base(ctx):
-    """The base model for the run's stage and method (quantised if the method says so)."""
-    from danlu.models.load import load_model, storage_dtype
-    from danlu.train.levers import resolve_attention
-
-    cfg, method, stage = ctx.config, ctx.config.method, ctx.config.stage_options()
-    kwargs = dict(stage.model_kwargs(ctx))
-    kwargs.update(method.load_kwargs())
-    dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model", precision=ctx.precision,
-                          quantized="quantization_config" in kwargs)
-    attn = resolve_attention(cfg.model.attn_implementation, ctx.precision)
-    load = dict(task=stage.task, dtype=dtype, revision=cfg.model.revision,
-                trust_remote_code=cfg.model.trust_remote_code, **kwargs)
-    try:
-        return load_model(cfg.model.name_or_path, attn_implementation=attn, **load)
-    except (ValueError, ImportError) as exc:
-        if attn == cfg.model.attn_implementation or "flash" not in str(exc).lower():
-            raise
-        # auto chose flash-attention, which this architecture does not support: transformers' default
-        log.info("flash-attention cannot run %s (%s); using sdpa", cfg.model.name_or_path, str(exc).splitlines()[0])
-        return load_model(cfg.model.name_or_path, attn_implementation="auto", **load)
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
     from transformers.trainer_utils import enable_full_determinism, set_seed
 
@@ -131,8 +109,8 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     """Tokenizer, template, datasets, model with the method applied: a RunContext."""
     import torch
 
+    from danlu.chat.templates import resolve_template
     from danlu.data.report import write_reports
-    from danlu.data.templates import resolve_template
     from danlu.methods.base import MethodContext, count_parameters
     from danlu.models.load import compute_precision, load_tokenizer
     from danlu.train.context import RunContext

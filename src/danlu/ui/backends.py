@@ -11,11 +11,11 @@ BACKENDS = {
     "plan": ("danlu.cli.plan", "danlu plan"),
     "export": ("danlu.cli.export", "danlu export"),
     "serve": ("danlu.cli.serve", "danlu serve"),
-    "clean": ("danlu.data.clean", "danlu data clean"),
-    "dedup": ("danlu.data.dedup", "danlu data dedup"),
-    "scrub": ("danlu.data.pii", "danlu data scrub"),
-    "split": ("danlu.data.split", "danlu data split"),
-    "inspect": ("danlu.data.inspect", "danlu data inspect"),
+    "clean": ("danlu.workbench.clean", "danlu data clean"),
+    "dedup": ("danlu.workbench.dedup", "danlu data dedup"),
+    "scrub": ("danlu.workbench.pii", "danlu data scrub"),
+    "split": ("danlu.workbench.split", "danlu data split"),
+    "inspect": ("danlu.workbench.inspect_rows", "danlu data inspect"),
 }
 
 

@@ -28,9 +28,9 @@ def test_split_encoded(ids, labels, expected):
 
 
 def test_prompts_and_references_are_what_training_sees(tiny_tokenizer):
-    from danlu.data.sample import Conversation
-    from danlu.data.templates import resolve_template
-    from danlu.data.tokenize import encode_conversation
+    from danlu.chat.messages import Conversation
+    from danlu.chat.templates import resolve_template
+    from danlu.data.encode import encode_conversation
     from danlu.eval.during import prompts_and_references
 
     tpl = resolve_template(tiny_tokenizer, "auto")

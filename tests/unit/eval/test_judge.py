@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from danlu.config.schema import JudgeConfig
 from danlu.errors import ConfigError, DanluError
 from danlu.eval.generate import EvalItem
-from danlu.eval.judge import Judge, combine, judge_config_from, parse_score, parse_winner
+from danlu.eval.judge import Judge, JudgeConfig, combine, judge_config_from, parse_score, parse_winner
 from tests.unit.eval.fake_openai import _section, fake_judge
 
 ITEMS = [EvalItem([{"role": "user", "content": q}], a, {"role": "assistant", "content": a})

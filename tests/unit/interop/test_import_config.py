@@ -11,7 +11,7 @@ import yaml
 
 from danlu.config.load import load_config_dict
 from danlu.errors import ConfigError
-from danlu.interop.llamafactory import convert, convert_file, to_yaml
+from danlu.interop.llamafactory.config import convert, convert_file, to_yaml
 from danlu.stages.registry import STAGES
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
+from danlu.chat.messages import Conversation, Preference, Prompt, Text, Unpaired
 from danlu.data.dataset import iter_samples
 from danlu.data.formats import FormatOptions
 from danlu.data.report import DataReport
-from danlu.data.sample import Conversation, Preference, Prompt, Text, Unpaired
 from danlu.errors import DataError
 from tests.conftest import write_jsonl
 

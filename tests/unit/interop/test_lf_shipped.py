@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from danlu.chat.messages import Conversation, Preference, Text, Unpaired
 from danlu.data.dataset import iter_samples
+from danlu.data.encode import IGNORE, encode_conversation, encode_text
 from danlu.data.formats import FormatOptions
 from danlu.data.report import DataReport
-from danlu.data.sample import Conversation, Preference, Text, Unpaired
-from danlu.data.tokenize import IGNORE, encode_conversation, encode_text
 from danlu.errors import DataError
 
 # ../shared beside the checkout (found from a git worktree too: the first parent that has it)
@@ -50,7 +50,7 @@ def encodings(sample, tpl):
 def tpl(tiny_tokenizer):
     import copy
 
-    from danlu.data.templates import resolve_template
+    from danlu.chat.templates import resolve_template
 
     return resolve_template(copy.deepcopy(tiny_tokenizer), "auto")
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from danlu.data.sample import Conversation
-from danlu.data.templates import resolve_template
-from danlu.data.tokenize import IGNORE, encode_conversation
-from danlu.data.tools import call_text, template_supports_tools
+from danlu.chat.messages import Conversation
+from danlu.chat.templates import resolve_template
+from danlu.chat.tools import call_text, template_supports_tools
+from danlu.data.encode import IGNORE, encode_conversation
 
 FN = {"name": "get_weather", "description": "Weather of a city",
       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}
@@ -131,7 +131,7 @@ MISTRALISH = (
 
 
 def test_template_that_moves_tools_and_needs_call_ids(tiny_tokenizer, tmp_path):
-    from danlu.data.tools import with_call_ids
+    from danlu.chat.tools import with_call_ids
 
     jinja = tmp_path / "mistralish.jinja"
     jinja.write_text(MISTRALISH)

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
+from danlu.chat.messages import RowError
 from danlu.data.dataset import iter_samples
 from danlu.data.report import DataReport
-from danlu.data.sample import RowError
-from danlu.data.tools import (call_text, normalise_tool_calls, normalise_tools, parse_tool_calls, score_calls,
+from danlu.chat.tools import (call_text, normalise_tool_calls, normalise_tools, parse_tool_calls, score_calls,
                               textualise)
 from tests.conftest import write_jsonl
 

@@ -37,7 +37,7 @@ def _config(tmp_path: Path) -> Path:
 
 def test_six_trials_prune_and_pick_the_table_best(tmp_path):
     from danlu.config.load import load_config
-    from danlu.plan.sweep import run_sweep
+    from danlu.tune.sweep import run_sweep
 
     cfg = _config(tmp_path)
     result = run_sweep(str(cfg), trials=6, space_file=str(tmp_path / "space.yaml"), pruner="asha", seed=0)

@@ -70,7 +70,7 @@ class ScriptedBackend:
 
 @pytest.fixture
 def app(tiny_tokenizer):
-    from danlu.data.templates import resolve_template
+    from danlu.chat.templates import resolve_template
 
     resolve_template(tiny_tokenizer, "auto")
     backend = ScriptedBackend(tiny_tokenizer)
@@ -99,7 +99,7 @@ def test_a_call_comes_back_as_openai_tool_calls(app, tiny_tokenizer):
 
 
 def test_history_with_calls_and_results_renders_as_training_does(app, tiny_tokenizer):
-    from danlu.data.templates import ChatTemplate
+    from danlu.chat.templates import ChatTemplate
 
     client, backend = app
     history = [{"role": "user", "content": "Weather in Paris?"},

@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from danlu.stages.classify_data import IGNORE, accuracy_and_f1, label_set
+from danlu.stages._classify_data import IGNORE, accuracy_and_f1, label_set
 from tests.conftest import write_jsonl
 
 KEYWORDS = {"red": "colour", "blue": "colour", "green": "colour", "one": "number", "two": "number", "three": "number"}

@@ -51,10 +51,10 @@ def train(tmp_path, data, stage: str, options: dict, method=None, train_file="tr
 
 
 def held_out_ids(data):
+    from danlu.chat.templates import resolve_template
     from danlu.data.dataset import iter_samples
-    from danlu.data.templates import resolve_template
     from danlu.models.load import load_tokenizer
-    from danlu.stages.preference_data import encode_pair
+    from danlu.stages._preference_data import encode_pair
 
     tok = load_tokenizer("builtin:tiny")
     tpl = resolve_template(tok, "auto")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from danlu.chat.messages import Conversation, Labelled, Preference, Unpaired
 from danlu.data.dataset import iter_samples
 from danlu.data.formats.labelled import TokenLabelled
 from danlu.data.report import DataReport
-from danlu.data.sample import Conversation, Labelled, Preference, Unpaired
 from danlu.errors import DataError
 from tests.conftest import write_jsonl
 
@@ -134,10 +134,10 @@ def test_llamafactory_demo_files(name, kind, fmt):
 def test_pair_ids_are_the_sft_ids(tiny_tokenizer):
     """prompt_ids + chosen_ids is the SFT encoding of the conversation up to the answer's turn end,
     and chosen_ids are exactly its labelled tokens."""
+    from danlu.chat.templates import resolve_template
     from danlu.config.load import load_config_dict
-    from danlu.data.templates import resolve_template
-    from danlu.data.tokenize import IGNORE, encode_conversation
-    from danlu.stages.preference_data import encode_pair
+    from danlu.data.encode import IGNORE, encode_conversation
+    from danlu.stages._preference_data import encode_pair
 
     tpl = resolve_template(tiny_tokenizer, "auto")
     data = load_config_dict({"model": {"name_or_path": "builtin:tiny"}, "data": {"train": "x"},

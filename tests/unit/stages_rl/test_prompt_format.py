@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from danlu.chat.messages import Prompt
 from danlu.data.dataset import iter_samples
 from danlu.data.formats import FormatOptions
 from danlu.data.report import DataReport
-from danlu.data.sample import Prompt
 from danlu.errors import DataError
 from tests.conftest import write_jsonl
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from danlu.data.sample import RowError
-from danlu.data.tools import parse_json_field  # noqa: F401  (formats import it from here)
+from danlu.chat.messages import RowError
+from danlu.chat.tools import parse_json_field  # noqa: F401  (formats import it from here)
 
 
 @dataclass

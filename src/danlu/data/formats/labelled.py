@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from danlu.chat.messages import Labelled, RowError
 from danlu.data.formats.base import Format, FormatOptions, text_field
 from danlu.data.formats.registry import register_format
-from danlu.data.sample import Labelled, RowError
 
 TAG_KEYS = ("tags", "ner_tags", "labels")
 

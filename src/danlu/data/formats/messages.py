@@ -4,10 +4,10 @@ of OpenAI's older API are read as a tool call and a tool result."""
 
 from __future__ import annotations
 
+from danlu.chat.messages import Conversation, RowError
+from danlu.chat.tools import normalise_tool_calls, normalise_tools
 from danlu.data.formats.base import Format, FormatOptions, finish_messages
 from danlu.data.formats.registry import register_format
-from danlu.data.sample import Conversation, RowError
-from danlu.data.tools import normalise_tool_calls, normalise_tools
 
 __all__ = ["Messages", "normalise_tool_calls", "parse_messages"]
 LEGACY_ROLES = {"function": "tool"}

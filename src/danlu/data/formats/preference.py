@@ -12,11 +12,11 @@ Layouts (auto-detected among preference formats, or named with data.format):
 
 from __future__ import annotations
 
+from danlu.chat.messages import Preference, RowError
 from danlu.data.formats.base import Format, FormatOptions, check_roles, finish_messages, parse_json_field, text_field
 from danlu.data.formats.messages import parse_messages
 from danlu.data.formats.registry import register_format
 from danlu.data.formats.sharegpt import sharegpt_messages
-from danlu.data.sample import Preference, RowError
 
 PAIR = ("chosen", "rejected")
 

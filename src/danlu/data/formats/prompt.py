@@ -13,11 +13,11 @@ ignored like any other."""
 
 from __future__ import annotations
 
+from danlu.chat.messages import Prompt, RowError
 from danlu.data.formats.alpaca import Alpaca
 from danlu.data.formats.base import Format, FormatOptions, check_roles, fill_placeholders, text_field
 from danlu.data.formats.messages import parse_messages
 from danlu.data.formats.registry import register_format
-from danlu.data.sample import Prompt, RowError
 
 
 def finish_prompt(messages: list[dict], opts: FormatOptions) -> list[dict]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from danlu.chat.messages import Conversation
 from danlu.data.formats.base import Format, FormatOptions, finish_messages, text_field
 from danlu.data.formats.registry import register_format
-from danlu.data.sample import Conversation
 
 PAIRS = (("prompt", "response"), ("prompt", "completion"), ("question", "answer"), ("query", "response"))
 

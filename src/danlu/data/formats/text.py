@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from danlu.chat.messages import Text
 from danlu.data.formats.base import Format, FormatOptions, fill_placeholders, text_field
 from danlu.data.formats.registry import register_format
-from danlu.data.sample import Text
 
 
 @register_format("text")

@@ -11,12 +11,12 @@ A label may be a boolean, 0/1, or the strings true/false, yes/no, 1/0 (as CSV fi
 
 from __future__ import annotations
 
+from danlu.chat.messages import RowError, Unpaired
 from danlu.data.formats.base import Format, FormatOptions, check_roles, text_field
 from danlu.data.formats.messages import parse_messages
 from danlu.data.formats.preference import message_list, answer_messages, prompt_messages
 from danlu.data.formats.registry import register_format
 from danlu.data.formats.sharegpt import sharegpt_messages
-from danlu.data.sample import RowError, Unpaired
 
 LABEL_KEYS = ("label", "kto_tag")
 TRUE, FALSE = ("true", "yes", "1", "desirable", "good"), ("false", "no", "0", "undesirable", "bad")

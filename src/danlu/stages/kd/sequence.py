@@ -12,8 +12,8 @@ import json
 import logging
 from pathlib import Path
 
+from danlu.chat.messages import Conversation
 from danlu.data.dataset import TokenizedDataset, encode_sample
-from danlu.data.sample import Conversation
 from danlu.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ def device_of_this_process() -> str:
 
 
 def load_teacher(target: str):
-    from danlu.data.sample import RowError
+    from danlu.chat.messages import RowError
     from danlu.infer.load import load_for_inference
 
     try:

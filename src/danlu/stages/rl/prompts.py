@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from danlu.chat.messages import RowError
 from danlu.data.dataset import iter_samples, split_eval
 from danlu.data.report import DataReport
-from danlu.data.sample import RowError
 from danlu.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from danlu.errors import ConfigError, DataError
-from danlu.stages.trl_common import keep_fp32_adapters
+from danlu.stages._trl_common import keep_fp32_adapters
 
 log = logging.getLogger(__name__)
 

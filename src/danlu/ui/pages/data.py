@@ -61,11 +61,11 @@ def build(ctx) -> None:
 
 
 def inspect_file(ws, rel: str, model: str, lang: str):
-    """The page's preview of one workspace file, through danlu.data.inspect and danlu.data.render."""
+    """The page's preview of one workspace file, through danlu.workbench.inspect_rows and danlu.workbench.render."""
     import pandas as pd
 
-    from danlu.data.inspect import inspect_data
-    from danlu.data.render import render_samples, spans
+    from danlu.workbench.inspect_rows import inspect_data
+    from danlu.workbench.render import render_samples, spans
 
     empty = (None, None, None, None)
     try:

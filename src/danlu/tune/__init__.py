@@ -1,0 +1,1 @@
+"""Hyper-parameter search (`danlu sweep`): runs whole trainings, so it sits above train/ and plan/."""
