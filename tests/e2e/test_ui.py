@@ -112,10 +112,8 @@ def test_binding_elsewhere_without_auth_exits_2(tmp_path, capsys):
 def test_the_train_pages_estimate_is_danlu_plan_on_the_form(tmp_path):
     """The Train page's memory / time / cost: the real `danlu plan --json` on the form's YAML, and
     it follows the form (a longer max_length predicts more memory)."""
-    import json
-
     from danlu.ui import form
-    from danlu.ui.pages.train import plan_estimate
+    from danlu.ui.pages.train_actions import estimate_text, plan_json
     from danlu.ui.workspace import Workspace
 
     ws = Workspace(tmp_path / "ws")
@@ -126,9 +124,9 @@ def test_the_train_pages_estimate_is_danlu_plan_on_the_form(tmp_path):
         data = _yaml(ws.root, "runs/p")
         data["train"]["max_length"] = length
         values, method, stage = form.config_to_values(specs, data)
-        text = plan_estimate(ws, specs, values, method, stage, "en")
-        assert text.startswith("```json"), text
-        out = json.loads(text.removeprefix("```json\n").removesuffix("\n```"))
+        out = plan_json(ws, specs, values, method, stage)
         assert out["peak_bytes"] > 0 and out["time"]["tokens_per_s"] > 0 and out["time"]["hours"] is not None
         peaks.append(out["peak_bytes"])
     assert peaks[1] > peaks[0]
+    verdict = estimate_text(ws, specs, values, method, stage, "t4", "en")  # a named GPU: fits or not, in words
+    assert verdict.startswith("**✅ fits** on NVIDIA T4") and "danlu plan --json" in verdict

@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from danlu.diskspace import guard_save, tensor_bytes
 from danlu.errors import DanluError, UserError
 from danlu.export import check, merge
 
@@ -70,16 +71,9 @@ def export_run(target: str, out: str | Path, opts: ExportOptions) -> dict:
               "template": source.trained.source, "turn_end": source.trained.turn_end,
               "stop_token_ids": source.trained.stop_token_ids, "probe_positions": sum(len(p) for p in prompts)}
     try:
-        if opts.gguf:  # first: it reads the fp32 weights, write_hf_dir may cast them
-            step.next(f"GGUF {opts.gguf_type}")
-            report["gguf"] = _gguf(model, source, tmp, opts.gguf_type, reference, prompts)
-        if opts.merge or opts.quantize:
-            step.next("write and reload merged weights")
-            report["merge"] = _merged(model, source, tmp, opts, adapter_logits, merge_error, prompts)
-        if opts.quantize:
-            step.next(f"quantise {opts.quantize}")
-            report["quantize"] = _quantized(source, tmp, opts, reference, prompts)
-        (tmp / "export_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        with guard_save(out, what="the export", needed_bytes=lambda: tensor_bytes(model), cleanup=tmp,
+                        after=f"Nothing was written to {out}."):
+            _write(model, source, tmp, opts, report, reference, prompts, adapter_logits, merge_error, step)
         _replace(tmp, out)
         step.close()
     except BaseException:
@@ -96,6 +90,20 @@ def _export_steps(opts: ExportOptions):
     return Stages("export", ["merge and compare logits", *(["GGUF"] if opts.gguf else []),
                              *(["merged weights"] if opts.merge or opts.quantize else []),
                              *(["quantise"] if opts.quantize else [])])
+
+
+def _write(model, source, tmp: Path, opts, report, reference, prompts, adapter_logits, merge_error, step) -> None:
+    """Every file of the export into `tmp` (renamed into place by the caller); `step` is the progress bar."""
+    if opts.gguf:  # first: it reads the fp32 weights, write_hf_dir may cast them
+        step.next(f"GGUF {opts.gguf_type}")
+        report["gguf"] = _gguf(model, source, tmp, opts.gguf_type, reference, prompts)
+    if opts.merge or opts.quantize:
+        step.next("write and reload merged weights")
+        report["merge"] = _merged(model, source, tmp, opts, adapter_logits, merge_error, prompts)
+    if opts.quantize:
+        step.next(f"quantise {opts.quantize}")
+        report["quantize"] = _quantized(source, tmp, opts, reference, prompts)
+    (tmp / "export_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def _dtype(opts: ExportOptions, source):

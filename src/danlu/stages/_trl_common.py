@@ -23,9 +23,11 @@ def reference_is_base(ctx) -> bool:
     PiSSA / OLoRA move the principal part of each weight into the adapter, and a continued adapter
     (model.adapter_mode: continue) starts as the earlier run's policy: the base alone is not the
     starting model, and TRL's frozen copy of the initial adapter ("ref") stays the reference."""
-    if ctx.extra.get("continued"):
+    from danlu.methods.lora import MUTATING_INITS
+
+    if ctx.chain is not None and ctx.chain.continued:
         return False
-    return getattr(ctx.config.method, "init", "default") not in ("pissa", "olora")
+    return getattr(ctx.config.method, "init", "default") not in MUTATING_INITS
 
 
 def reference_model(ctx):
@@ -37,7 +39,7 @@ def reference_model(ctx):
     from danlu.train.base_model import load_base
 
     log.info("method %s trains the base weights: loading a frozen reference copy", ctx.config.method.name)
-    ref = merge_below(load_base(ctx), ctx.extra.get("stack_below", []))  # stacked: base + earlier adapters
+    ref = merge_below(load_base(ctx), ctx.chain.below if ctx.chain else [])  # stacked: base + earlier adapters
     ref.eval()
     for p in ref.parameters():
         p.requires_grad_(False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from danlu.errors import ConfigError
@@ -23,6 +24,16 @@ from danlu.models.chain import STACKED, AdapterSource, canonical, find_adapter, 
 log = logging.getLogger(__name__)
 LORA_KEYS = {"r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "target_modules": "target_modules",
              "modules_to_save": "modules_to_save", "use_dora": "use_dora", "use_rslora": "use_rslora"}
+
+
+@dataclass
+class Chain:
+    """What a run with model.adapter builds on (RunContext.chain)."""
+
+    source: AdapterSource
+    continued: bool  # adapter_mode continue: the source adapter itself trains on
+    below: list[Path] = field(default_factory=list)  # adapters merged into the base first, in order
+    links: list[dict] = field(default_factory=list)  # the chain so far (run_info.json, danlu.json)
 
 
 def source_of(cfg) -> AdapterSource | None:
@@ -48,8 +59,8 @@ def adapter_method(src: AdapterSource, current):
             data["target_modules"] = sorted(data["target_modules"])
     else:
         data = current.model_dump(mode="json", by_alias=True)
-    if data.get("init") in ("pissa", "olora"):
-        data["init"] = "default"  # saved converted to a plain LoRA on the original base
+    if data.get("init") in ("pissa", "olora", "eva"):
+        data["init"] = "default"  # its weights are loaded as they are (PiSSA/OLoRA saved as a plain LoRA)
     method = METHODS.get(data["name"]).model_validate(data)
     if METHODS.get(current.name) is not METHODS.get(method.name):
         raise ConfigError(f"model.adapter_mode continue trains the earlier {method.name} adapter further, "
@@ -75,22 +86,23 @@ def prepare(cfg, ctx) -> None:
                           "cannot hold", where="model.adapter_mode",
                           hint="use adapter_mode: continue, or drop method.quantize")
     below = stacked_dirs(src.path, src.info) + ([src.path] if mode == "stack" else [])
-    ctx.extra.update(adapter_source=src, stack_below=below, continued=mode == "continue",
-                     adapter_chain=[*src.chain(), src.link(mode)])
-    ctx.extra.setdefault("artefact_meta", {})["chain"] = ctx.extra["adapter_chain"]
+    ctx.chain = Chain(src, mode == "continue", below, [*src.chain(), src.link(mode)])
+    ctx.artefact_meta["chain"] = ctx.chain.links
 
 
 def attach(cfg, ctx, model, mctx):
     """The run's method applied to the base, on top of / continuing the earlier adapter."""
-    model = merge_below(model, ctx.extra.get("stack_below", []))
-    if ctx.extra.get("continued"):
-        return cfg.method.continue_adapter(model, mctx, ctx.extra["adapter_source"].path)
+    if ctx.chain is None:
+        return cfg.method.apply(model, mctx)
+    model = merge_below(model, ctx.chain.below)
+    if ctx.chain.continued:
+        return cfg.method.continue_adapter(model, mctx, ctx.chain.source.path)
     return cfg.method.apply(model, mctx)
 
 
 def copy_stacked(ctx, out: Path) -> None:
     """An adapter artefact keeps a copy of the adapters merged under it (loadable on its own)."""
-    below = ctx.extra.get("stack_below") or []
+    below = ctx.chain.below if ctx.chain is not None else []
     if not below or ctx.config.method.artefact != "adapter":
         return
     rels = []
@@ -98,4 +110,4 @@ def copy_stacked(ctx, out: Path) -> None:
         rel = f"{STACKED}/{i:02d}"
         shutil.copytree(folder, out / rel, ignore=shutil.ignore_patterns(STACKED, "tokenizer*", "*.jinja"))
         rels.append(rel)
-    ctx.extra.setdefault("artefact_meta", {})["stacked"] = rels
+    ctx.artefact_meta["stacked"] = rels

@@ -9,13 +9,24 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from danlu.ui.i18n import LANGS, Labels, lang_from_header
+from danlu.ui.i18n import LANGS, Labels, lang_from_header, t
 from danlu.ui.jobs import Jobs
 from danlu.ui.workspace import Workspace
 
 log = logging.getLogger(__name__)
 PAGES = ("data", "train", "runs", "chat", "evaluate", "export")
-CSS = ".danlu-missing {opacity: .7} #danlu-title h1 {margin-bottom: 0}"
+CSS = """
+.danlu-missing {opacity: .7}
+#danlu-header {align-items: center; gap: 8px; margin: 0; padding: 0}
+#danlu-title h1 {margin: 0; font-size: 1.35rem}
+#danlu-title p {margin: 2px 0 0; font-size: .85rem; opacity: .75}
+#danlu-lang {flex-grow: 0}
+.danlu-progress {display: flex; align-items: center; gap: 10px}
+.danlu-progress progress {flex: 1; height: 14px}
+.danlu-status {margin-top: 4px; font-size: .9rem}
+#train-actions button {white-space: nowrap}
+"""
+FIRST_PAGE = "train"  # as LlamaBoard: the page opens on training
 
 
 @dataclass
@@ -33,14 +44,14 @@ def build_app(ws: Workspace, jobs: Jobs | None = None):
     ctx = Ctx(ws, jobs or Jobs())
     with gr.Blocks(title="danlu 丹炉") as demo:
         ctx.lang = gr.State("en")
-        with gr.Row():
-            ctx.labels.add(gr.Markdown(elem_id="danlu-title"), value="app.title")
-            switch = gr.Radio(choices=[(v, k) for k, v in LANGS.items()], value="en", label="Language / 语言",
-                              elem_id="danlu-lang", scale=0, min_width=200)
-        ctx.labels.add(gr.Markdown(), value=lambda lang: _workspace_line(ctx, lang))
-        with gr.Tabs():
+        with gr.Row(elem_id="danlu-header", equal_height=True):
+            ctx.labels.add(gr.Markdown(elem_id="danlu-title", container=False),
+                           value=lambda lang: t("app.title", lang) + "\n\n" + _workspace_line(ctx, lang))
+            switch = gr.Radio(choices=[(v, k) for k, v in LANGS.items()], value="en", show_label=False,
+                              container=False, elem_id="danlu-lang", scale=0, min_width=180)
+        with gr.Tabs(selected=FIRST_PAGE):
             for name in PAGES:
-                with ctx.labels.add(gr.Tab(elem_id=f"tab-{name}"), label=f"page.{name}"):
+                with ctx.labels.add(gr.Tab(id=name, elem_id=f"tab-{name}"), label=f"page.{name}"):
                     importlib.import_module(f"danlu.ui.pages.{name}").build(ctx)
         comps = ctx.labels.components
 
@@ -91,7 +102,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, workspace: str = ".", auth:
     _, url, _ = demo.launch(server_name=host, server_port=port, auth=credentials, prevent_thread_lock=True,
                             quiet=True, css=CSS, footer_links=[], allowed_paths=[str(ws.root)],
                             show_error=True)
-    log.info("danlu ui on %s (workspace %s)", url, ws.root)
+    log.debug("danlu ui on %s (workspace %s)", url, ws.root)  # the CLI printed the address once already
     if not block:
         return demo, url
     try:

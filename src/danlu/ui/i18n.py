@@ -105,3 +105,24 @@ class Labels:
 
 def _text(text: Text, lang: str) -> str:
     return text(lang) if callable(text) else t(text, lang)
+
+
+@lru_cache(maxsize=1)
+def field_labels() -> dict[str, list[str]]:
+    return yaml.safe_load((HERE / "field_labels.yaml").read_text(encoding="utf-8")) or {}
+
+
+def field_label(spec, lang: str) -> str:
+    """A field's label in words: field_labels.yaml, else its key as words ('max_bad_steps' →
+    'Max bad steps'), so a new config key appears labelled without UI code."""
+    pair = field_labels().get(spec.id)
+    if pair:
+        return pair[1] if lang == "zh" and len(pair) > 1 else pair[0]
+    words = spec.name.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
+
+
+def field_info(spec, lang: str, *, short: bool = False) -> str:
+    """The dotted key (what the YAML says) and, unless `short`, the description with its default."""
+    key = ".".join(spec.path)
+    return key if short else f"{key} — {describe(spec, lang)}"

@@ -5,6 +5,7 @@ uses) in the UI process; models stay loaded until another is picked."""
 from __future__ import annotations
 
 from itertools import zip_longest
+from pathlib import Path
 
 from danlu.errors import DanluError, UserError
 from danlu.ui.i18n import t
@@ -20,14 +21,38 @@ def load(ws, target: str):
     if key not in _CACHE:
         if len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = load_for_inference(key)
+        is_ckpt = Path(key).parent.name == "checkpoints" and (Path(key) / "adapter_config.json").is_file()
+        _CACHE[key] = load_checkpoint(Path(key)) if is_ckpt else load_for_inference(key)
     return _CACHE[key]
 
 
-def _hub_like(ws, target: str) -> bool:
-    from danlu.ui.launch import _is_local_path
+def load_checkpoint(ckpt: Path):
+    """An adapter checkpoint (RUN/checkpoints/step-N) on the base its run's config.yaml names."""
+    import torch
+    import yaml
 
-    return not _is_local_path(ws, target)
+    from danlu.chat.templates import resolve_template
+    from danlu.config.load import load_config_dict
+    from danlu.infer.load import Loaded, refuse_pickles
+    from danlu.models.load import load_model, load_tokenizer
+
+    config = ckpt.parent.parent / "config.yaml"
+    if not config.is_file():
+        raise UserError(f"{ckpt} is not inside a run directory with a config.yaml")
+    cfg = load_config_dict(yaml.safe_load(config.read_text(encoding="utf-8")) or {}, source=str(config))
+    refuse_pickles(ckpt)
+    tok = load_tokenizer(str(ckpt))
+    tpl = resolve_template(tok, cfg.data.template)
+    base = load_model(cfg.model.name_or_path, task="causal_lm", dtype=torch.float32, **cfg.method.load_kwargs())
+    model = cfg.method.load_trained(base, ckpt).eval()
+    return Loaded(model, tok, tpl.stop_token_ids(), {"base_model": cfg.model.name_or_path}, str(ckpt),
+                  cfg.model.name_or_path)
+
+
+def _hub_like(ws, target: str) -> bool:
+    from danlu.ui.confine import is_local_path
+
+    return not is_local_path(ws, target)
 
 
 def base_of(ws, run: str) -> str:
@@ -35,8 +60,14 @@ def base_of(ws, run: str) -> str:
     from danlu.infer.load import find_artefact
 
     try:
-        art = find_artefact(str(ws.resolve(run, must_exist=True)))
-    except UserError:
+        path = ws.resolve(run, must_exist=True)
+        if path.parent.name == "checkpoints":  # a checkpoint: the base its run's config.yaml names
+            import yaml
+
+            cfg = yaml.safe_load((path.parent.parent / "config.yaml").read_text(encoding="utf-8")) or {}
+            return str((cfg.get("model") or {}).get("name_or_path", ""))
+        art = find_artefact(str(path))
+    except (UserError, OSError, ValueError):
         return ""
     return ws.read_json(art / "danlu.json").get("base_model", "") if art else ""
 
@@ -97,6 +128,7 @@ def build(ctx) -> None:
         return gr.update(value=b, choices=sorted({b, "builtin:tiny"} - {""}))
 
     tuned.change(on_pick, tuned, base)
+    tuned.focus(lambda: gr.update(choices=_targets(ws)), None, tuned)
     refresh.click(lambda: gr.update(choices=_targets(ws)), None, tuned)
 
     def on_send(t_target, b_target, n, text, bh, th, lang):
@@ -115,4 +147,6 @@ def build(ctx) -> None:
 
 
 def _targets(ws) -> list[str]:
-    return ws.finished_runs() + ws.exported_models()
+    from danlu.ui.choices import chat_targets
+
+    return chat_targets(ws)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from danlu.errors import UserError
-from danlu.ui.i18n import t
+from danlu.ui.i18n import LANGS, t
 from danlu.ui.jobs import cli_error, run_cli
 from danlu.ui.workspace import DATA_SUFFIXES
 
@@ -32,11 +32,11 @@ def build(ctx) -> None:
     status = gr.Markdown(elem_id="data-status")
     with gr.Row():
         summary = L.add(gr.JSON(elem_id="data-summary"), label="data.summary")
-        hist = L.add(gr.BarPlot(x="tokens", y="samples", sort=None, elem_id="data-hist"), label="data.histogram")
-    problems = L.add(gr.Dataframe(headers=["category", "count", "first", "reason"], elem_id="data-problems",
-                                  interactive=False), label="data.problems")
-    samples = L.add(gr.HighlightedText(color_map={"trained": "green"}, combine_adjacent=True,
-                                       show_legend=True, elem_id="data-samples"), label="data.samples")
+        hist = L.add(gr.BarPlot(x="tokens", y="samples", sort=None, elem_id="data-hist", visible=False),
+                     label="data.histogram", x_title="data.axis_tokens", y_title="data.axis_samples")
+    problems = L.add(gr.Dataframe(elem_id="data-problems", interactive=False, visible=False), label="data.problems")
+    samples = L.add(gr.HighlightedText(color_map={t("data.trained", lang): "green" for lang in LANGS}, combine_adjacent=True,
+                                       show_legend=False, elem_id="data-samples"), label="data.samples")
     with gr.Row():
         buttons = {a: L.add(gr.Button(elem_id=f"data-{a}"), value=f"data.{a}") for a in ACTIONS}
     action_out = L.add(gr.JSON(elem_id="data-action-out"), label="data.action_out")
@@ -53,8 +53,15 @@ def build(ctx) -> None:
 
     upload.upload(on_upload, [upload, ctx.lang], [pick, status])
     refresh.click(lambda: gr.update(choices=ws.data_files()), None, pick)
-    preview.click(lambda f, m, lang: inspect_file(ws, f, m, lang), [pick, model, ctx.lang],
-                  [status, summary, hist, problems, samples])
+    shown = [status, summary, hist, problems, samples]
+
+    def on_pick(f, m, lang):  # the summary at once: picking (or uploading) a file previews it
+        out = inspect_file(ws, f, m, lang) if f else ("", None, None, None, None)
+        return (*out[:2], gr.update(value=out[2], visible=out[2] is not None), gr.update(value=out[3], visible=out[3] is not None and len(out[3]) > 0), out[4])
+
+    preview.click(on_pick, [pick, model, ctx.lang], shown)
+    pick.change(on_pick, [pick, model, ctx.lang], shown)
+    pick.focus(lambda: gr.update(choices=ws.data_files()), None, pick)
     for action, button in buttons.items():
         button.click(lambda f, lang, a=action: run_action(ws, a, f, lang), [pick, ctx.lang],
                      [status, action_out, pick])
@@ -81,12 +88,13 @@ def inspect_file(ws, rel: str, model: str, lang: str):
         where = s.where.replace(str(ws.root) + "/", "")
         highlighted.append((f"\n── {where} ──\n", None))
         for trained, ids in spans(s.encoded):
-            highlighted.append((tok.decode(ids, skip_special_tokens=False), "trained" if trained else None))
+            highlighted.append((tok.decode(ids, skip_special_tokens=False), t("data.trained", lang) if trained else None))
     keep = ("format", "rows", "good_rows", "fields", "roles", "tokens", "chars")
     summary = {k: report.to_dict()[k] for k in keep}
     line = t("data.detected", lang, fmt=report.format, rows=report.rows, good=report.good_rows,
              problems=sum(v.get("count", 0) for v in report.problems.values()))
-    return line, summary, hist, pd.DataFrame(probs, columns=["category", "count", "first", "reason"]), highlighted
+    columns = [t(f"data.col.{c}", lang) for c in ("category", "count", "first", "reason")]
+    return line, summary, hist, pd.DataFrame(probs, columns=columns), highlighted
 
 
 def run_action(ws, action: str, rel: str, lang: str):

@@ -30,20 +30,33 @@ def report(ws, jobs, out: str, lang: str):
     import gradio as gr
 
     if not out:  # nothing started yet: leave the page as it is
-        return gr.update(), gr.update(), gr.update(), gr.update()
+        return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
     folder = ws.resolve(out)
     job = jobs.get(f"eval:{out}")
     log = tail(folder.with_suffix(".log"))
     metrics_file, html = folder / "metrics.json", folder / "report.html"
     if job is not None and job.running:
-        return t("eval.running", lang, out=out), None, log, None
+        return t("eval.running", lang, out=out), None, log, None, ""
     if job is not None and job.proc.returncode != 0:
-        return t("eval.failed", lang, code=job.proc.returncode), None, log, None
+        return t("eval.failed", lang, code=job.proc.returncode), None, log, None, ""
     try:
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         metrics = None
-    return t("eval.done", lang, out=out), metrics, log, str(html) if html.is_file() else None
+    return (t("eval.done", lang, out=out), metrics, log, str(html) if html.is_file() else None,
+            inline_report(html))
+
+
+def inline_report(html_file) -> str:
+    """report.html shown in the page: a sandboxed iframe (no scripts) holding the file's text."""
+    import html as html_mod
+
+    try:
+        text = html_file.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    return (f'<iframe sandbox="" srcdoc="{html_mod.escape(text, quote=True)}" '
+            'style="width:100%;height:720px;border:1px solid #ddd;border-radius:6px"></iframe>')
 
 
 def build(ctx) -> None:
@@ -64,6 +77,7 @@ def build(ctx) -> None:
     status = gr.Markdown(elem_id="eval-status")
     metrics = L.add(gr.JSON(elem_id="eval-metrics"), label="eval.metrics")
     html = L.add(gr.File(elem_id="eval-report"), label="eval.report")
+    inline = gr.HTML(elem_id="eval-report-inline")
     log_box = L.add(gr.Textbox(lines=8, max_lines=8, autoscroll=True), label="runs.log")
 
     def on_start(r, d, c, n, lang):
@@ -75,5 +89,5 @@ def build(ctx) -> None:
 
     start.click(on_start, [run, data, compare, limit, ctx.lang], [out, status])
     refresh.click(lambda: (gr.update(choices=ws.finished_runs()), gr.update(choices=ws.data_files())), None, [run, data])
-    gr.Timer(2.0).tick(lambda o, lang: report(ws, jobs, o, lang), [out, ctx.lang], [status, metrics, log_box, html],
+    gr.Timer(2.0).tick(lambda o, lang: report(ws, jobs, o, lang), [out, ctx.lang], [status, metrics, log_box, html, inline],
                        show_progress="hidden")

@@ -1,43 +1,16 @@
-"""Runs page: the runs of the workspace; status, progress, loss and learning-rate curves read live
-from the run directory's metrics.jsonl; its log; stop, and resume a stopped run."""
+"""Runs page: the runs of the workspace; status, progress with ETA, loss and learning-rate curves
+read live from the run directory's metrics.jsonl (danlu.ui.live); its log; stop, and resume a
+stopped run."""
 
 from __future__ import annotations
 
 from danlu.errors import UserError
 from danlu.ui.i18n import t
-from danlu.ui.launch import progress, read_metrics, resume_run, run_log, run_status
+from danlu.ui.launch import resume_run
+from danlu.ui.live import curves, plot_updates, snapshot
 
+__all__ = ["curves", "build"]
 POLL_S = 2.0
-
-
-def curves(rows: list[dict]):
-    """(loss frame, learning-rate frame) for the line plots; eval_loss rows as a second series."""
-    import pandas as pd
-
-    loss = [{"step": r["step"], "loss": r["loss"], "series": "train"} for r in rows
-            if r.get("loss") is not None and "step" in r]
-    loss += [{"step": r["step"], "loss": r["eval_loss"], "series": "eval"} for r in rows
-             if r.get("eval_loss") is not None and "step" in r]
-    lr = [{"step": r["step"], "lr": r["lr"]} for r in rows if r.get("lr") is not None and "step" in r]
-    return (pd.DataFrame(loss, columns=["step", "loss", "series"]), pd.DataFrame(lr, columns=["step", "lr"]))
-
-
-def snapshot(ws, jobs, run: str, lang: str):
-    """Everything the page shows about one run: status line, loss, lr, log."""
-    if not run:
-        return t("runs.none", lang), None, None, ""
-    try:
-        run_dir = ws.resolve(run, must_exist=True)
-    except UserError as exc:
-        return f"⚠️ {exc}", None, None, ""
-    rows = read_metrics(run_dir)
-    step, total = progress(run_dir, rows)
-    status = run_status(ws, jobs, run)
-    last = next((r for r in reversed(rows) if r.get("loss") is not None), {})
-    line = t("runs.status_line", lang, run=run, status=t(f"runs.status.{status}", lang), step=step,
-             total=total or "?", loss=f"{last['loss']:.4f}" if "loss" in last else "-")
-    loss, lr = curves(rows)
-    return line, loss, lr, run_log(run_dir)
 
 
 def build(ctx) -> None:
@@ -51,19 +24,24 @@ def build(ctx) -> None:
         stop = L.add(gr.Button(variant="stop", elem_id="runs-stop"), value="train.stop")
         resume = L.add(gr.Button(elem_id="runs-resume"), value="runs.resume")
     line = gr.Markdown(elem_id="runs-status")
+    bar = gr.HTML(elem_id="runs-progress")
     with gr.Row():
-        loss = L.add(gr.LinePlot(x="step", y="loss", color="series", elem_id="runs-loss"), label="runs.loss")
-        lr = L.add(gr.LinePlot(x="step", y="lr", elem_id="runs-lr"), label="runs.lr")
+        loss = L.add(gr.LinePlot(x="step", y="loss", color="series", elem_id="runs-loss", visible=False),
+                     label="runs.loss", x_title="runs.axis_step", y_title="runs.loss",
+                     color_title="runs.series")
+        lr = L.add(gr.LinePlot(x="step", y="lr", elem_id="runs-lr", visible=False), label="runs.lr", x_title="runs.axis_step", y_title="runs.lr")
     log_box = L.add(gr.Textbox(lines=12, max_lines=12, autoscroll=True, elem_id="runs-log"), label="runs.log")
     timer = gr.Timer(POLL_S)
-    outputs = [line, loss, lr, log_box]
+    outputs = [line, bar, loss, lr, log_box]
 
     def show(run, lang):
-        return snapshot(ws, jobs, run, lang)
+        snap = snapshot(ws, jobs, run, lang)
+        return (snap["line"], snap["progress"], *plot_updates(gr, snap), snap["log"])
 
     pick.change(show, [pick, ctx.lang], outputs)
     timer.tick(show, [pick, ctx.lang], outputs, show_progress="hidden")
     refresh.click(lambda: gr.update(choices=ws.runs()), None, pick)
+    pick.focus(lambda: gr.update(choices=ws.runs()), None, pick)
     ctx.shared["last_run"].change(lambda r: gr.update(choices=ws.runs(), value=r), ctx.shared["last_run"], pick)
 
     def on_stop(run, lang):
