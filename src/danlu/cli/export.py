@@ -65,5 +65,7 @@ def _print(report: dict) -> None:
         table.add_row(f"{g['file']} ({g['architecture']}, pre {g['tokenizer_pre']})", _mb(g["bytes"]),
                       _err(g["logit_error_dequantized"]))
     Console(stderr=False).print(table)
+    if report.get("chain"):
+        typer.echo(f"adapter chain: {report['base_model']} → {report['chain']}")
     typer.echo(f"template {report['template']!r}, turn end {report['turn_end']!r}, "
                f"stop ids {report['stop_token_ids']}: carried into every artefact (checked)")

@@ -40,18 +40,24 @@ class HFBackend:
                  max_waiting: int = 256, device: str = "auto"):
         from danlu.models.load import load_model
 
+        from danlu.progress import stages
+
         device = pick_device(device)
         trust = bool(target.base.info.get("trust_remote_code"))
-        model = load_model(target.base_path, dtype=pick_dtype(device), trust_remote_code=trust).to(device).eval()
-        self.base: ModelEntry = target.base
-        self.adapters: dict[str, ModelEntry] = {}
-        self.max_context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-        self.engine = Engine(model, target.base.tokenizer, max_batch=max_batch, max_waiting=max_waiting)
-        self._admin = asyncio.Lock()
-        for name, path in target.adapters + adapters:  # before the engine thread starts: attach directly
-            entry = prepare_adapter(name, path, self.base, self.adapters)
-            self.engine.model = attach(self.engine.model, entry)
-            self._register(entry)
+        wanted = target.adapters + adapters
+        with stages("serve: loading", ["base model", *(f"adapter {name}" for name, _ in wanted)]) as step:
+            step.next("base model")
+            model = load_model(target.base_path, dtype=pick_dtype(device), trust_remote_code=trust).to(device).eval()
+            self.base: ModelEntry = target.base
+            self.adapters: dict[str, ModelEntry] = {}
+            self.max_context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+            self.engine = Engine(model, target.base.tokenizer, max_batch=max_batch, max_waiting=max_waiting)
+            self._admin = asyncio.Lock()
+            for name, path in wanted:  # before the engine thread starts: attach directly
+                step.next(f"adapter {name}")
+                entry = prepare_adapter(name, path, self.base, self.adapters)
+                self.engine.model = attach(self.engine.model, entry)
+                self._register(entry)
 
     # ---- models ------------------------------------------------------------------------------
     def models(self) -> list[ModelEntry]:
