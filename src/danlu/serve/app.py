@@ -29,6 +29,7 @@ from danlu.serve import protocol as P
 from danlu.serve.engine import EngineBusy
 from danlu.serve.errors import APIError, bad_request
 from danlu.serve.sampling import SamplingParams
+from danlu.serve.structured import constraint_for
 from danlu.serve.toolcalls import ToolStream, answer, template_messages, tool_request
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,9 @@ def create_app(backend, settings: ServeSettings):
     @app.post("/v1/chat/completions")
     async def chat(body: P.ChatCompletionRequest, request: Request):
         entry, ids, params, tools = prepare_chat(backend, settings, body)
+        params.constraint = await constraint_for(backend, entry, body.response_format)
+        if params.constraint is not None and tools.tools:
+            raise bad_request("response_format cannot be combined with tools yet", param="response_format")
         return await respond(request, backend, entry, [ids], body, params, chat=True, tools=tools.parse)
 
     @app.post("/v1/completions")

@@ -103,6 +103,7 @@ class ChatCompletionRequest(_Sampling):
     tool_choice: str | dict | None = None
     logprobs: bool | None = Field(None, description="return the log-probability of each generated token")
     top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    response_format: dict | None = Field(None, description="text | json_object | json_schema (constrained decoding)")
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
