@@ -6,14 +6,16 @@ STAMP   := $(VENV)/.installed
 EXTRAS  ?= all,test
 # torch 2.13.0 first: on our machines it is a local CPU wheel; a bare `torch` would pull CUDA packages.
 TORCH   ?= torch==2.13.0
+# the exact tested versions of every dependency (pyproject.toml keeps the ranges); `make constraints` rewrites it
+PIN     := -c constraints.txt
 
-.PHONY: demo test test-fast test-browser test-gguf setup clean
+.PHONY: demo test test-fast test-browser test-gguf setup constraints clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q $(PIN) "$(TORCH)"
+	$(BIN)/python -m pip install -q $(PIN) -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -35,13 +37,17 @@ test-fast: $(STAMP)
 test-browser: $(STAMP)
 	@{ test -x /usr/bin/chromium && fc-list :lang=zh | grep -q .; } || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium fonts-wqy-microhei; }
-	$(BIN)/python -m pip install -q -e ".[browser]"
+	$(BIN)/python -m pip install -q $(PIN) -e ".[browser]"
 	$(BIN)/python -m pytest -q -m browser tests/browser
 
 # opt-in: the exported GGUF files in llama.cpp itself; llama-cpp-python builds from source (~4 min on 2 cores)
 test-gguf: $(STAMP)
-	$(BIN)/python -m pip install -q "llama-cpp-python>=0.3"
+	$(BIN)/python -m pip install -q $(PIN) "llama-cpp-python>=0.3"
 	$(BIN)/python -m pytest -q -m gguf tests/gguf -s
+
+# after a deliberate upgrade in .venv, tested: write the new exact versions
+constraints:
+	$(BIN)/python .ci/constraints.py > constraints.txt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

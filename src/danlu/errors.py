@@ -31,6 +31,10 @@ class DataError(UserError):
     """A data file or row is invalid."""
 
 
+class DiskFullError(UserError):
+    """The disk filled up while saving: the message names the path, the bytes needed and free."""
+
+
 class UnsafeFileError(UserError):
     """A file would run code when loaded (pickle); refused."""
 

@@ -11,8 +11,9 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, check: Callable[[str, T], None] | None = None):
         self.kind = kind
+        self._check = check  # raises when an object lacks what every entry must provide
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
@@ -21,12 +22,21 @@ class Registry(Generic[T]):
             for key in (name, *aliases):
                 if key in self._items or key in self._aliases:
                     raise ValueError(f"{self.kind} {key!r} is registered twice")
+            if self._check is not None:
+                self._check(name, obj)
             self._items[name] = obj
             for alias in aliases:
                 self._aliases[alias] = name
             return obj
 
         return deco
+
+    def unregister(self, name: str) -> None:
+        """Remove an entry and its aliases (tests that register a throwaway plugin)."""
+        key = self.canonical(name)
+        self._items.pop(key, None)
+        for alias in self.aliases_of(key):
+            del self._aliases[alias]
 
     def canonical(self, name: str) -> str:
         return self._aliases.get(name, name)

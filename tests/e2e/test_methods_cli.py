@@ -54,6 +54,17 @@ def test_prompt_tuning_trains_through_the_cli_and_answers(tmp_path, qa_file):
     assert type(loaded.model).__name__ == "PeftModelForCausalLM"
 
 
+def test_lora_eva_init_reads_training_batches_through_the_cli(tmp_path, qa_file):
+    run, info = _train(tmp_path, qa_file, {"name": "lora", "r": 4, "init": "eva", "eva_batches": 2}, 1e-2)
+    config = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert config["init_lora_weights"] == "eva" and config["r"] == 4 and not config.get("rank_pattern")
+    from danlu.methods.lora import Lora
+    from danlu.plan.arch import resolve_arch
+
+    assert info["trainable_params"] == Lora(r=4).memory_shape(resolve_arch("builtin:tiny")).trainable  # as planned
+    _reload_and_answer(run)  # PEFT reloads an EVA-initialised adapter like any LoRA
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     import torch

@@ -99,7 +99,8 @@ def _find_turn_end(tpl: ChatTemplate) -> None:
     tok = tpl.tokenizer
     text = tpl.render([{"role": "user", "content": "hi"}, {"role": "assistant", "content": PROBE}])
     after = text[text.index(PROBE) + len(PROBE):] if PROBE in text else ""
-    specials = sorted((t for t in tok.get_vocab() if t in set(tok.all_special_tokens) | set(_added(tok))), key=len)
+    special = set(tok.all_special_tokens) | set(_added(tok))  # once: Gemma has 262k tokens, 6k of them added
+    specials = sorted((t for t in tok.get_vocab() if t in special), key=len)
     for token in reversed(specials):  # longest first
         if after.lstrip(" ").startswith(token):
             tpl.turn_end, tpl.turn_end_in_template = token, True

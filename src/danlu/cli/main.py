@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 # module name → how it attaches (each module defines `register(app)`)
-COMMAND_MODULES = ["train", "chat", "data", "methods"]
+COMMAND_MODULES = ["train", "chat", "data", "methods", "models"]
 OPTIONAL_MODULES = ["eval", "export", "serve", "plan", "merge", "bench", "ui", "synth", "interop"]
 
 
@@ -35,18 +35,57 @@ def _register_all() -> None:
         mod.register(app)
 
 
+def _print_version(value: bool) -> None:
+    """Eager option callback: runs while the arguments are parsed, before any command is required."""
+    if value:
+        import danlu
+
+        typer.echo(f"danlu {danlu.__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
 ):
-    import danlu
     from danlu.log import setup_logging
 
-    if version:
-        typer.echo(f"danlu {danlu.__version__}")
-        raise typer.Exit(0)
     setup_logging(verbose)
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage-error classes, abort classes) of every click the installed typer may raise from:
+    click itself (typer < 0.22) and the copy newer typer vendors as `typer._click`."""
+    shown: list[type] = []
+    aborts: list[type] = [typer.Abort]
+    for name in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        shown.append(mod.ClickException)
+        if hasattr(mod, "Abort"):
+            aborts.append(mod.Abort)
+    return tuple(shown), tuple(aborts)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def _show_click_error(exc: Exception) -> int:
+    """Print a click error as one paragraph and return the exit code: the help text alone
+    (`danlu` with no arguments) → 0, any usage error (unknown command/option, missing argument) → 2."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        typer.echo(exc.format_message())
+        return 0
+    ctx = getattr(exc, "ctx", None)
+    hint = f" See '{ctx.command_path} -h' for usage." if ctx is not None else ""
+    typer.secho(f"error: {_sentence(exc.format_message())}{hint}", err=True, fg=typer.colors.RED)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,12 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:  # click usage errors → exit 2 with click's message
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+        shown, aborts = _click_exceptions()
+        if isinstance(exc, shown):
+            sys.exit(_show_click_error(exc))
+        if isinstance(exc, aborts):
+            typer.echo("aborted", err=True)
             sys.exit(130)
         raise
     sys.exit(0)

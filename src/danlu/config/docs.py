@@ -29,6 +29,8 @@ def _type_text(ann) -> str:
     import typing
 
     origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:  # a bounded number: Annotated[float, Field(gt=0)]
+        return _type_text(args[0])
     if origin is typing.Literal:
         return " | ".join(str(a) for a in args)
     if origin in (typing.Union, types.UnionType):

@@ -13,15 +13,24 @@ from danlu.errors import ConfigError, closest
 
 
 def _key_lines(text: str, path: str) -> dict[tuple[str, ...], int]:
-    """Map each key path in a YAML document to its 1-based line (for error messages)."""
+    """Map each key path in a YAML document to its 1-based line (for error messages). A key given
+    twice in one mapping is an error naming both lines (YAML itself would keep the last silently)."""
     lines: dict[tuple[str, ...], int] = {}
 
     def walk(node, prefix):
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 key = (*prefix, str(k.value))
+                if key in lines and k.tag != "tag:yaml.org,2002:merge":
+                    raise ConfigError(
+                        f"'{'.'.join(key)}' is given twice (first at line {lines[key]}); YAML would keep only "
+                        "the last one silently", where=f"{path}:{k.start_mark.line + 1}",
+                        hint="delete one of the two lines")
                 lines[key] = k.start_mark.line + 1
                 walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*prefix, str(i)))
 
     try:
         root = yaml.compose(text)
@@ -117,6 +126,8 @@ def _format_errors(exc: ValidationError, data: dict, cls, where_of) -> str:
         else:
             got = err.get("input")
             msg = err["msg"]
+            if err["type"] == "value_error" and (err.get("ctx") or {}).get("error"):
+                msg = str(err["ctx"]["error"])  # our own sentence, without pydantic's "Value error, "
             expected = (err.get("ctx") or {}).get("expected")
             if err["type"] == "literal_error" and expected and isinstance(got, str):
                 near = closest(got, [e.strip(" '") for e in expected.replace(" or ", ", ").split(",")])
@@ -132,9 +143,10 @@ def _format_errors(exc: ValidationError, data: dict, cls, where_of) -> str:
 
 
 def _is_union_branch(part) -> bool:
-    """pydantic names union branches in error locations ('float', "literal['auto']", 'list[str]')."""
+    """pydantic names union branches in error locations ('float', "literal['auto']", 'list[str]',
+    'constrained-float' for a bounded number)."""
     return isinstance(part, str) and (
-        "[" in part or part in ("int", "float", "str", "bool", "dict", "list", "none", "function-after", "tagged-union")
+        "[" in part or part.startswith("constrained-") or part in ("int", "float", "str", "bool", "dict", "list", "none", "function-after", "tagged-union")
     )
 
 
@@ -159,11 +171,25 @@ def load_config_dict(data: dict, *, source: str = "<config>", lines=None, origin
         raise ConfigError(_format_errors(exc, data, cls, where_of)) from None
 
 
+def _decode(p: Path) -> str:
+    """The file's text: UTF-8 (a BOM is fine); UTF-16 or other bytes are an error with the line."""
+    raw = p.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw[:4096]:
+        raise ConfigError("the config file is UTF-16 (or holds NUL bytes), not UTF-8", where=str(p),
+                          hint="save it as UTF-8 (in most editors: Save with encoding → UTF-8)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"byte 0x{raw[exc.start]:02x} is not UTF-8 (the file seems to use another encoding)",
+                          where=f"{p}:{line}", hint="save the config file as UTF-8") from None
+
+
 def read_yaml(path: str | Path) -> tuple[dict, dict]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    text = p.read_text(encoding="utf-8")
+    text = _decode(p)
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

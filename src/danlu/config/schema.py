@@ -6,19 +6,22 @@ strictly: an unknown key is an error that names the closest valid key."""
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, create_model, field_validator, model_validator
 
 from danlu.eval.judge import JudgeConfig
-from danlu.schema_base import StrictModel
+from danlu.schema_base import SEED_MAX, StrictModel
 
 Auto = Literal["auto"]
 
 
 class ModelConfig(StrictModel):
     name_or_path: str = Field(
-        ..., description="Hub id (Qwen/Qwen2.5-0.5B-Instruct), a local directory, or builtin:tiny / builtin:small."
+        ..., description="Hub id (Qwen/Qwen2.5-0.5B-Instruct), a local directory, a .gguf file (or a folder "
+        "holding one; dequantised once into $DANLU_HOME), a packaged real model (pkg:smollm2-135m-instruct, "
+        "pkg:gemma3-270m) or builtin:tiny / builtin:small; `danlu models` lists the named ones."
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to load.")
     trust_remote_code: bool = Field(False, description="Allow a model's own Python code to run. Off unless you set it.")
@@ -68,7 +71,7 @@ class DataConfig(StrictModel):
         "flash-attention, rows with a block-diagonal mask under sdpa/eager."
     )
     max_samples: int | None = Field(None, ge=1, description="Use at most this many training rows (after reading).")
-    shuffle_seed: int | None = Field(None, description="Seed for the eval_split; defaults to train.seed.")
+    shuffle_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Seed for the eval_split; defaults to train.seed.")
 
     @field_validator("train", "eval")
     @classmethod
@@ -78,16 +81,22 @@ class DataConfig(StrictModel):
         return v
 
 
+def _steps_not_zero(v: int) -> int:
+    if v == 0:
+        raise ValueError("0 steps trains nothing; give a positive number of steps, or -1 to train for train.epochs")
+    return v
+
+
 class TrainConfig(StrictModel):
     epochs: float = Field(3.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
-    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
-    learning_rate: float | Auto = Field(
-        "auto", description="Peak learning rate; auto follows the model size and method (shown in config.yaml)."
+    max_steps: int = Field(-1, ge=-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    learning_rate: Annotated[float, Field(gt=0)] | Auto = Field(
+        "auto", description="Peak learning rate (> 0); auto follows the model size and method (shown in config.yaml)."
     )
     batch_size: int = Field(4, ge=1, description="Samples per device per micro-batch.")
     grad_accum: int = Field(1, ge=1, description="Micro-batches per optimizer step (loss normalised over them).")
     max_length: int = Field(1024, ge=8, description="Maximum tokens per sample (see data.overlong).")
-    seed: int = Field(42, description="Seed for weights of new parameters, data order and dropout.")
+    seed: int = Field(42, ge=0, le=SEED_MAX, description="Seed for weights of new parameters, data order and dropout.")
     deterministic: bool = Field(False, description="Deterministic kernels; bit-exact reruns and resume on CPU.")
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
         "cosine", description="Learning-rate schedule after warmup."
@@ -147,6 +156,11 @@ class TrainConfig(StrictModel):
         1800, ge=10, description="Seconds a process waits for the others in a collective before the job stops."
     )
 
+    @field_validator("max_steps")
+    @classmethod
+    def _max_steps_not_zero(cls, v):
+        return _steps_not_zero(v)
+
 
 class EarlyStoppingConfig(StrictModel):
     metric: str = Field("eval_loss", description="eval_loss, or eval_<name> of a metric in eval.metrics.")
@@ -205,6 +219,19 @@ class RunConfigBase(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: str = Field("runs/danlu", description="Run directory: config, metrics, checkpoints, final artefact.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir_is_a_directory(cls, v: str) -> str:
+        """A file, a device (/dev/null) or a path under a file cannot hold a run."""
+        path = Path(v).expanduser()
+        for p in (path, *path.parents):
+            if p.exists():
+                if not p.is_dir():
+                    what = "a file" if p.is_file() else "not a directory (a device or other special file)"
+                    raise ValueError(f"{p} is {what}; give a directory to write the run into (created if missing)")
+                break
+        return v
 
     def stage_options(self):
         """The options section of the chosen stage (a StageConfig instance)."""

@@ -115,12 +115,12 @@ def _texts(sample) -> Iterator[str]:
 def encode_sample(sample, tpl, data_cfg, max_length: int, report: DataReport) -> Encoded | None:
     try:
         if isinstance(sample, Text):
-            enc = encode_text(sample, tpl.tokenizer)
+            enc = encode_text(sample, tpl.tokenizer, max_length=max_length)
         else:
             enc = encode_conversation(sample, tpl, train_on_prompt=data_cfg.train_on_prompt,
-                                      mask_history=data_cfg.mask_history)
+                                      mask_history=data_cfg.mask_history, max_length=max_length)
         if len(enc) > max_length and data_cfg.overlong == "truncate":
-            report.truncated += 1
+            report.truncate(sample.where, len(enc), enc.cut)
         return fit_length(enc, max_length, data_cfg.overlong, sample.where)
     except (SampleDropped, RowError) as exc:
         if isinstance(exc, RowError) and data_cfg.on_bad_row == "error":

@@ -16,7 +16,11 @@ def reason_category(reason: str) -> str:
     r = reason.lower()
     for key, cat in (
         ("invalid json", "invalid JSON"),
-        ("utf-8", "invalid JSON"),
+        ("utf-8", "not UTF-8"),
+        ("nested too deeply", "invalid JSON"),
+        ("must be a string", "wrong type"),
+        ("has no 'content'", "missing field"),
+        ("has no 'value'", "missing field"),
         ("missing field", "missing field"),
         ("empty assistant", "empty assistant turn"),
         ("is empty", "empty field"),
@@ -61,6 +65,7 @@ class DataReport:
     rows_read: int = 0
     kept: int = 0
     truncated: int = 0
+    truncated_rows: list[dict] = field(default_factory=list)  # the first MAX_LISTED, with file:line
     dropped: dict[str, dict] = field(default_factory=dict)
     lengths: list[int] = field(default_factory=list)
     label_tokens: int = 0
@@ -70,6 +75,11 @@ class DataReport:
         entry["count"] += 1
         if len(entry["rows"]) < MAX_LISTED:
             entry["rows"].append({"where": where, "reason": reason})
+
+    def truncate(self, where: str, tokens: int, cut: bool = False) -> None:
+        self.truncated += 1
+        if len(self.truncated_rows) < MAX_LISTED:
+            self.truncated_rows.append({"where": where, "tokens": f"more than {tokens}" if cut else tokens})
 
     @property
     def num_dropped(self) -> int:
@@ -84,6 +94,7 @@ class DataReport:
             "kept": self.kept,
             "dropped": self.num_dropped,
             "truncated": self.truncated,
+            "truncated_rows": self.truncated_rows,
             "dropped_by_reason": self.dropped,
             "tokens": {**token_stats(self.lengths), "label_tokens": self.label_tokens},
         }

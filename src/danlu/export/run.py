@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from danlu.diskspace import guard_save, tensor_bytes
 from danlu.errors import DanluError, UserError
 from danlu.export import check, merge
 
@@ -68,19 +69,26 @@ def export_run(target: str, out: str | Path, opts: ExportOptions) -> dict:
               "template": source.trained.source, "turn_end": source.trained.turn_end,
               "stop_token_ids": source.trained.stop_token_ids, "probe_positions": sum(len(p) for p in prompts)}
     try:
-        if opts.gguf:  # first: it reads the fp32 weights, write_hf_dir may cast them
-            report["gguf"] = _gguf(model, source, tmp, opts.gguf_type, reference, prompts)
-        if opts.merge or opts.quantize:
-            report["merge"] = _merged(model, source, tmp, opts, adapter_logits, merge_error, prompts)
-        if opts.quantize:
-            report["quantize"] = _quantized(source, tmp, opts, reference, prompts)
-        (tmp / "export_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+        with guard_save(out, what="the export", needed_bytes=lambda: tensor_bytes(model), cleanup=tmp,
+                        after=f"Nothing was written to {out}."):
+            _write(model, source, tmp, opts, report, reference, prompts, adapter_logits, merge_error)
         _replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     report["output"] = str(out)
     return report
+
+
+def _write(model, source, tmp: Path, opts, report, reference, prompts, adapter_logits, merge_error) -> None:
+    """Every file of the export into `tmp` (renamed into place by the caller)."""
+    if opts.gguf:  # first: it reads the fp32 weights, write_hf_dir may cast them
+        report["gguf"] = _gguf(model, source, tmp, opts.gguf_type, reference, prompts)
+    if opts.merge or opts.quantize:
+        report["merge"] = _merged(model, source, tmp, opts, adapter_logits, merge_error, prompts)
+    if opts.quantize:
+        report["quantize"] = _quantized(source, tmp, opts, reference, prompts)
+    (tmp / "export_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def _dtype(opts: ExportOptions, source):

@@ -13,6 +13,7 @@ from danlu.errors import ConfigError, DanluError
 from danlu.methods.base import MethodContext, invalid
 from danlu.methods.peft_base import PEFT_TASK, PeftMethod
 from danlu.methods.registry import register_method
+from danlu.methods.shape import MethodShape, ModelShape, low_rank_shape
 
 
 @register_method("adalora")
@@ -20,7 +21,7 @@ class AdaLora(PeftMethod):
     name: Literal["adalora"] = "adalora"
     init_r: int = Field(12, ge=1, description="Starting rank of every adapted matrix.")
     target_r: int = Field(8, ge=1, description="Average rank left after pruning (the budget).")
-    alpha: float | None = Field(None, alias="lora_alpha", description="Scaling numerator. Default 2·init_r.")
+    alpha: float | None = Field(None, gt=0, alias="lora_alpha", description="Scaling numerator. Default 2·init_r.")
     dropout: float = Field(0.0, ge=0, lt=1, alias="lora_dropout", description="Dropout on the adapter input.")
     target_modules: list[str] | str = Field("all-linear", description="Modules to adapt: all-linear or names.")
     tinit: int = Field(0, ge=0, description="Steps before pruning starts.")
@@ -40,6 +41,13 @@ class AdaLora(PeftMethod):
         if self.target_r > self.init_r:
             raise invalid(f"target_r ({self.target_r}) must not exceed init_r ({self.init_r}): ranks only shrink")
         return self
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        r = self.init_r  # A, B and the singular values E (one per rank) on every target
+        shape = low_rank_shape("adalora", arch, rank=r, target_modules=self.target_modules, dropout=self.dropout,
+                               extra_per_module=r)
+        shape.notes.append(f"AdaLoRA: memory at the initial rank {r}; ranks shrink as training prunes them")
+        return shape
 
     def peft_config(self, ctx: MethodContext, model):
         from peft import AdaLoraConfig

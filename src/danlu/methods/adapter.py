@@ -15,6 +15,7 @@ from pydantic import Field
 from danlu.errors import ConfigError
 from danlu.methods.base import Method, MethodContext, freeze_all
 from danlu.methods.registry import register_method
+from danlu.methods.shape import MethodShape, ModelShape
 from danlu.methods.small_state import load_trained_tensors, save_trained_tensors
 
 WEIGHTS = "bottleneck_adapters.safetensors"
@@ -41,6 +42,11 @@ class Adapter(Method):
     inference_cost = "two small MLPs per block (~4·d·m FLOPs per token each), always"
     memory_class = "low"
     artefact = "adapter"
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        m, per = self.bottleneck, 2  # Houlsby: after attention and after the FFN
+        n = arch.layers * per * (2 * arch.hidden * m + m + arch.hidden)
+        return MethodShape("adapter", n, bottleneck=m, bottleneck_per_block=per, largest_trainable=arch.hidden * m)
 
     def targets(self, model) -> list[str]:
         suffixes = self.target_modules

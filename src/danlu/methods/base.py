@@ -4,9 +4,9 @@ reload the result. One subclass per module, one `@register_method` each."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from pydantic import model_validator
 
@@ -15,6 +15,8 @@ from danlu.schema_base import StrictModel
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
+
+    from danlu.methods.shape import MethodShape, ModelShape
 
 
 @dataclass
@@ -25,7 +27,17 @@ class MethodContext:
     seed: int = 42
     model_type: str = ""
     total_steps: int | None = None  # optimizer steps of the run (AdaLoRA's rank schedule needs it)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # n → the first n training batches (padded, with input_ids / attention_mask / labels), for
+    # data-aware initialisations (LoRA's init: eva); None where no training data is at hand
+    batch_source: Callable[[int], list[dict]] | None = None
+
+    def sample_batches(self, n: int) -> list[dict]:
+        """The first `n` training batches of the run (fewer when the data is shorter)."""
+        if self.batch_source is None:
+            from danlu.errors import DanluError
+
+            raise DanluError("this method needs training batches at set-up, and none were given to it")
+        return self.batch_source(n)
 
 
 # why an option of one method makes no sense under another (shown with the error)
@@ -69,6 +81,13 @@ class Method(StrictModel):
 
     def check(self, run_config) -> None:
         """Cross-section checks at config time; raise ConfigError with the reason."""
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        """What these options train and add on a model of this shape (danlu.methods.shape), read by
+        the planner. Every registered method defines it (registration refuses a class without)."""
+        raise NotImplementedError
+
+    memory_shape.placeholder = True  # what register_method looks for: this one is not a declaration
 
     def load_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments for `from_pretrained` (e.g. a quantization_config)."""

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from danlu.errors import ConfigError
+from danlu.errors import ConfigError, UserError
 from danlu.methods.base import Method, MethodContext, freeze_all
 from danlu.methods.registry import register_method
+from danlu.methods.shape import MethodShape, ModelShape
 from danlu.methods.small_state import load_trained_tensors, save_trained_tensors
 
 WEIGHTS = "bitfit_biases.safetensors"
@@ -30,6 +31,13 @@ class BitFit(Method):
     inference_cost = "none"
     memory_class = "lowest"
     artefact = "adapter"
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        n = arch.bias_params()
+        if n == 0:
+            raise UserError(f"{arch.model_type} has no bias parameters, so BitFit has nothing to train",
+                            where="method.name", hint="pick a model with biases (Qwen2, BERT, Phi-2) or another method")
+        return MethodShape("bitfit", n, biases_train=True, largest_trainable=max(arch.vocab, arch.intermediate))
 
     def check(self, run_config) -> None:
         from danlu.methods.probe import meta_model

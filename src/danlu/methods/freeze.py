@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from danlu.errors import ConfigError
 from danlu.methods.base import Method, MethodContext, freeze_all, invalid
 from danlu.methods.registry import register_method
+from danlu.methods.shape import MethodShape, ModelShape
 
 
 def name_matches(param_name: str, module_names: list[str]) -> bool:
@@ -42,6 +43,12 @@ class Freeze(Method):
     @property
     def n_layers(self) -> int:
         return self.layers if self.layers is not None else (0 if self.modules else 2)
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        """The N trained blocks in full (named `modules` alone: planned as 2 blocks)."""
+        k = max(1, min(abs(self.n_layers) or 2, arch.layers))
+        return MethodShape("freeze", k * arch.block_params(), trainable_blocks=k,
+                           largest_trainable=max(lin.d_in * lin.d_out for lin in arch.block_linears()))
 
     def check(self, run_config) -> None:
         from danlu.methods.probe import layer_prefixes, meta_model

@@ -7,6 +7,7 @@ from typing import Literal
 
 from danlu.methods.base import Method, MethodContext
 from danlu.methods.registry import register_method
+from danlu.methods.shape import MethodShape, ModelShape
 
 
 @register_method("full")
@@ -18,6 +19,11 @@ class Full(Method):
     inference_cost = "none"
     memory_class = "highest (weights + grads + 2 optimizer states)"
     artefact = "model"
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        return MethodShape("full", arch.n_params, trainable_blocks=arch.layers, embeddings_train=True,
+                           largest_trainable=max(arch.vocab * arch.hidden,
+                                                 max(lin.d_in * lin.d_out for lin in arch.block_linears())))
 
     def apply(self, model, ctx: MethodContext):
         for p in model.parameters():

@@ -10,6 +10,19 @@ from pydantic import Field
 from danlu.methods.base import MethodContext
 from danlu.methods.peft_base import PEFT_TASK, PeftMethod
 from danlu.methods.registry import register_method
+from danlu.methods.shape import Adapter, MethodShape, ModelShape, targets
+
+# PEFT's default IA3 targets (peft.utils.constants); the last one of each list is a feed-forward
+# module, whose *input* IA3 scales.
+IA3_TARGETS = {
+    "llama": ["k_proj", "v_proj", "down_proj"], "mistral": ["k_proj", "v_proj", "down_proj"],
+    "qwen2": ["q_proj", "v_proj", "down_proj"], "qwen3": ["q_proj", "v_proj", "down_proj"],
+    "gemma": ["q_proj", "v_proj", "down_proj"], "gemma2": ["q_proj", "v_proj", "down_proj"],
+    "gemma3_text": ["q_proj", "v_proj", "down_proj"], "glm": ["k_proj", "v_proj", "down_proj"],
+    "glm4": ["k_proj", "v_proj", "down_proj"], "phi3": ["qkv_proj", "down_proj"],
+    "phi": ["q_proj", "v_proj", "fc2"], "bert": ["key", "value", "output.dense"],
+}
+IA3_FEEDFORWARD = ("down_proj", "fc2", "output.dense")
 
 
 @register_method("ia3")
@@ -25,6 +38,17 @@ class IA3(PeftMethod):
     can_merge = True
     inference_cost = "none after merge; an elementwise scale unmerged"
     memory_class = "lowest"
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        picked = targets(arch, self.target_modules or IA3_TARGETS.get(arch.model_type, "all-linear"))
+        feedforward = self.feedforward_modules or IA3_FEEDFORWARD
+        adapters, per_block = {}, 0
+        for lin in picked:
+            ff = any(lin.name == f or lin.name.endswith(f) for f in feedforward)
+            adapters[lin.name] = Adapter("ia3_ff" if ff else "ia3")
+            per_block += lin.d_in if ff else lin.d_out  # one learned vector: scales the input (ff) or the output
+        return MethodShape("ia3", arch.layers * per_block, adapters=adapters,
+                           largest_trainable=max(lin.d_in for lin in picked))
 
     def peft_config(self, ctx: MethodContext, model):
         from peft import IA3Config

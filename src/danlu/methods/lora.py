@@ -7,8 +7,9 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -16,6 +17,7 @@ from danlu.errors import ConfigError
 from danlu.methods.base import MethodContext, invalid
 from danlu.methods.peft_base import PEFT_TASK, PeftMethod
 from danlu.methods.registry import register_method
+from danlu.methods.shape import Adapter, MethodShape, ModelShape, saved_modules, targets
 
 log = logging.getLogger(__name__)
 SHORTHANDS = {
@@ -25,6 +27,7 @@ SHORTHANDS = {
     "rslora": {"use_rslora": True},
     "pissa": {"init": "pissa"},
 }
+QUANT_BITS = {"nf4": 4, "fp4": 4, "int8": 8}  # bits a quantised frozen base linear is stored in
 MUTATING_INITS = ("pissa", "olora")  # these subtract the initial B·A from the base weights
 CLASSIFIER_HEADS = ["classifier", "score"]
 
@@ -32,9 +35,10 @@ CLASSIFIER_HEADS = ["classifier", "score"]
 @register_method("lora", aliases=tuple(SHORTHANDS))
 class Lora(PeftMethod):
     name: Literal["lora", "qlora", "dora", "lora_plus", "rslora", "pissa"] = "lora"
-    r: int | Literal["auto"] = Field(16, description="Rank of the update B·A (8–16 typical; 64–128 for math/code).")
+    r: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        16, description="Rank of the update B·A (8–16 typical; 64–128 for math/code).")
     alpha: float | None = Field(
-        None, alias="lora_alpha", description="Scaling numerator: update = (alpha/r)·B·A. Default 2·r."
+        None, gt=0, alias="lora_alpha", description="Scaling numerator: update = (alpha/r)·B·A. Default 2·r."
     )
     dropout: float = Field(0.05, ge=0, lt=1, alias="lora_dropout", description="Dropout on the LoRA input.")
     target_modules: list[str] | str = Field(
@@ -43,9 +47,11 @@ class Lora(PeftMethod):
     modules_to_save: list[str] | None = Field(None, description="Extra modules trained fully and saved (e.g. lm_head).")
     use_dora: bool = Field(False, description="DoRA: learn magnitude and direction separately.")
     use_rslora: bool = Field(False, description="rsLoRA: scale by alpha/sqrt(r), stable at high rank.")
-    init: Literal["gaussian", "pissa", "olora", "default"] = Field(
-        "default", description="Initialisation of A/B: default (B=0), gaussian, pissa (SVD), olora (QR)."
+    init: Literal["gaussian", "pissa", "olora", "eva", "default"] = Field(
+        "default", description="Initialisation of A/B: default (B=0), gaussian, pissa (SVD), olora (QR), "
+                               "eva (A from the SVD of the targets' inputs on the first training batches; B=0)."
     )
+    eva_batches: int = Field(8, ge=1, description="init: eva: training batches whose activations set A.")
     lora_plus_ratio: float | None = Field(None, gt=0, description="LoRA+: learning rate of B = ratio × that of A.")
     quantize: Literal["nf4", "fp4", "int8"] | None = Field(
         None, description="QLoRA: hold the frozen base in 4-bit (nf4/fp4) or 8-bit (bitsandbytes)."
@@ -96,7 +102,28 @@ class Lora(PeftMethod):
                          inference_cost="none after merge; a weight norm per forward unmerged")
         return facts
 
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        r, dora = self.rank, self.use_dora
+        picked = targets(arch, self.target_modules)
+        per_block = sum(r * (lin.d_in + lin.d_out) + (lin.d_out if dora else 0) for lin in picked)
+        extra, _ = saved_modules(arch, self.modules_to_save)
+        adapter = Adapter("lora", rank=r, dropout=self.dropout, dora=dora)
+        shape = MethodShape("lora", arch.layers * per_block + extra, quant_bits=QUANT_BITS.get(self.quantize),
+                            double_quant=self.double_quant, adapters={lin.name: adapter for lin in picked},
+                            embeddings_train=bool(extra),
+                            largest_trainable=max(extra, max(r * max(lin.d_in, lin.d_out) for lin in picked)))
+        if dora:
+            shape.notes.append("DoRA: the weight norm of every adapted module is recomputed each step "
+                               "(one full weight-sized temporary at a time)")
+        return shape
+
     def check(self, run_config) -> None:
+        from danlu.runplan import CAUSAL_LM_STAGES
+
+        if self.init == "eva" and run_config.stage not in CAUSAL_LM_STAGES:
+            raise ConfigError(f"method.init: eva reads the inputs of plain training rows, which stage "
+                              f"{run_config.stage!r} does not have", where="method.init",
+                              hint=f"use init: eva with stage {' or '.join(CAUSAL_LM_STAGES)}, or init: default")
         if self.quantize:
             try:
                 import bitsandbytes  # noqa: F401
@@ -125,10 +152,12 @@ class Lora(PeftMethod):
         }
 
     def peft_config(self, ctx: MethodContext, model):
-        from peft import LoraConfig
+        from peft import EvaConfig, LoraConfig
 
-        init = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}[self.init]
+        init = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora", "eva": "eva"}[self.init]
         return LoraConfig(
+            # rho 1: every module keeps rank r (no redistribution), so the adapter is the size planned
+            eva_config=EvaConfig(rho=1.0) if self.init == "eva" else None,
             r=self.rank,
             lora_alpha=self.lora_alpha,
             lora_dropout=self.dropout,
@@ -151,10 +180,25 @@ class Lora(PeftMethod):
         if self.quantize == "int8":  # bitsandbytes warns at every 8-bit matmul on CPU; say it once
             logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
             log.info("int8 base: bitsandbytes casts activations to fp16 for each 8-bit matmul")
-        model = super().apply(model, ctx)
+        with warnings.catch_warnings():  # PEFT suggests low_cpu_mem_usage for EVA's larger batches
+            warnings.filterwarnings("ignore", message=".*eva initialization.*")
+            model = super().apply(model, ctx)
+        if self.init == "eva":
+            self._eva_init(model, ctx)
         if self.init in MUTATING_INITS:
             self._save_initial(model)
         return model
+
+    def _eva_init(self, model, ctx: MethodContext) -> None:
+        """EVA (Paischer et al. 2024, PEFT): each A := the top-r right singular vectors of that
+        module's inputs on the first training batches (label positions only); B stays 0, so the
+        model starts as the base."""
+        from peft import initialize_lora_eva_weights
+
+        batches = ctx.sample_batches(self.eva_batches)
+        log.info("EVA: initialising LoRA A from %d training batch(es)", len(batches))
+        initialize_lora_eva_weights(model, batches, forward_fn=_eva_forward, show_progress_bar=False,
+                                    gather_distributed_inputs=False)  # every rank reads the same batches
 
     def _save_initial(self, model) -> None:
         """PiSSA/OLoRA move the top singular directions out of W into B·A. Keep the adapter as
@@ -192,6 +236,10 @@ class Lora(PeftMethod):
         if not self.quantize:
             return model.merge_and_unload()
         return merge_into_dequantized(model)
+
+
+def _eva_forward(model, inputs: dict):
+    return model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
 
 
 def merge_into_dequantized(model):

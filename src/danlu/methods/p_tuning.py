@@ -11,6 +11,7 @@ from pydantic import Field
 from danlu.methods.base import MethodContext
 from danlu.methods.peft_base import PEFT_TASK, VirtualTokenMethod
 from danlu.methods.registry import register_method
+from danlu.methods.shape import MethodShape, ModelShape, prompt_shape
 
 
 @register_method("p_tuning")
@@ -23,6 +24,11 @@ class PTuning(VirtualTokenMethod):
 
     trains = "a prompt encoder (MLP/LSTM) that makes the virtual tokens"
     supports_logits_to_keep: ClassVar[bool] = False
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        # the encoder is counted only when its width is given (as the planner always has); with the
+        # default width PEFT's encoder adds ~2·d² that the plan leaves out
+        return prompt_shape(arch, self.num_virtual_tokens, self.encoder_hidden_size)
 
     def peft_config(self, ctx: MethodContext, model):
         from peft import PromptEncoderConfig

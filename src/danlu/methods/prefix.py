@@ -11,6 +11,7 @@ from pydantic import Field
 from danlu.methods.base import MethodContext
 from danlu.methods.peft_base import PEFT_TASK, VirtualTokenMethod
 from danlu.methods.registry import register_method
+from danlu.methods.shape import MethodShape, ModelShape
 
 
 @register_method("prefix")
@@ -20,6 +21,16 @@ class Prefix(VirtualTokenMethod):
     encoder_hidden_size: int | None = Field(None, ge=1, description="Hidden size of that MLP (default: model width).")
 
     trains = "key/value vectors for virtual tokens in every layer"
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        p = self.num_virtual_tokens
+        table = p * arch.layers * 2 * arch.kv_dim  # PEFT: token_dim = kv heads × head_dim
+        n = table
+        if self.prefix_projection:
+            hidden = self.encoder_hidden_size or arch.hidden
+            n = p * arch.hidden + arch.hidden * hidden + hidden + hidden * arch.layers * 2 * arch.kv_dim \
+                + arch.layers * 2 * arch.kv_dim
+        return MethodShape("prefix", n, prefix_tokens=p, largest_trainable=max(table, n - table))
 
     def peft_config(self, ctx: MethodContext, model):
         from peft import PrefixTuningConfig

@@ -11,6 +11,7 @@ from pydantic import Field
 from danlu.methods.base import MethodContext
 from danlu.methods.peft_base import PEFT_TASK, VirtualTokenMethod
 from danlu.methods.registry import register_method
+from danlu.methods.shape import MethodShape, ModelShape, prompt_shape
 
 
 @register_method("prompt")
@@ -21,6 +22,9 @@ class Prompt(VirtualTokenMethod):
 
     trains = "input embeddings of virtual tokens"
     supports_logits_to_keep: ClassVar[bool] = False
+
+    def memory_shape(self, arch: ModelShape) -> MethodShape:
+        return prompt_shape(arch, self.num_virtual_tokens)
 
     def peft_config(self, ctx: MethodContext, model):
         from peft import PromptTuningConfig, PromptTuningInit

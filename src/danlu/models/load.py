@@ -12,21 +12,30 @@ from typing import Any
 
 from danlu.errors import UnsafeFileError, UserError
 from danlu.models.builtin import builtin_path, is_builtin
+from danlu.models.gguf import converted_path, is_gguf_source
+from danlu.models.packaged import is_packaged, packaged_path
+from danlu.models.saved_tokenizer import follow_saved_file
 
 log = logging.getLogger(__name__)
 
 
 def resolve_model_path(name_or_path: str, *, need: str = "config.json") -> str:
-    """builtin:* → its cached directory; a local directory → itself; otherwise a hub id."""
+    """builtin:* → its cached directory; pkg:* or a .gguf file (or a folder holding one) → its
+    dequantised copy in danlu's cache; a local directory → itself; otherwise a hub id."""
     if is_builtin(name_or_path):
         return str(builtin_path(name_or_path))
+    if is_packaged(name_or_path):
+        return str(packaged_path(name_or_path))
+    if is_gguf_source(name_or_path):
+        return str(converted_path(name_or_path))
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not (p / need).exists():
             raise UserError(
                 f"{p} is not a model directory (no config.json)",
                 where="model.name_or_path",
-                hint="give a Hugging Face model directory, a hub id, or builtin:tiny",
+                hint="give a Hugging Face model directory, a .gguf file, a hub id, pkg:smollm2-135m-instruct "
+                     "or builtin:tiny (`danlu models` lists the named ones)",
             )
         return str(p)
     return name_or_path
@@ -158,6 +167,7 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
         tok = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **where)
     except (OSError, ValueError) as exc:
         raise _friendly(exc, name_or_path, trust_remote_code) from None
+    tok = follow_saved_file(tok, path, revision=revision, quiet=is_builtin(name_or_path), **where)
     if tok.pad_token is None:
         # pad == eos is safe here: labels are built explicitly, never by masking pad ids.
         tok.pad_token = tok.eos_token

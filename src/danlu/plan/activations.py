@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from danlu.methods.shape import Adapter, MethodShape
 from danlu.plan.arch import Arch, Linear
-from danlu.plan.methods import Adapter, MethodShape
 
 
 @dataclass(frozen=True)

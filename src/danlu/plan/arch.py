@@ -270,9 +270,15 @@ def _hub_cache_config(repo_id: str) -> str | None:
 def resolve_arch(name_or_path: str) -> Arch:
     """The shape of `name_or_path`: builtin:*, a local directory, the hub cache, or the bundled table."""
     from danlu.models.builtin import builtin_path, is_builtin
+    from danlu.models.gguf import is_gguf_source
+    from danlu.models.load import resolve_model_path
+    from danlu.models.packaged import is_packaged
 
     if is_builtin(name_or_path):
         path = builtin_path(name_or_path) / "config.json"
+        return arch_from_config(_read(path), name=name_or_path, source=str(path))
+    if is_packaged(name_or_path) or is_gguf_source(name_or_path):
+        path = Path(resolve_model_path(name_or_path)) / "config.json"  # the dequantised copy's config
         return arch_from_config(_read(path), name=name_or_path, source=str(path))
     local = Path(name_or_path).expanduser()
     if local.is_dir():

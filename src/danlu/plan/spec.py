@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from danlu import runplan
 from danlu.errors import UserError
+from danlu.methods.shape import MethodShape
 from danlu.plan.arch import Arch, resolve_arch
-from danlu.plan.methods import MethodShape, method_shape
+from danlu.plan.methods import method_shape
 
 STRATEGIES = ("ddp", "fsdp", "zero1", "zero2", "zero3")
 OFFLOADS = ("none", "optimizer", "all")
@@ -83,58 +85,33 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
     arch = arch or resolve_arch(cfg.model.name_or_path)
     method = cfg.method
     prec = precision or resolve_precision(t.precision, device)
-    supports_packing = getattr(type(method), "supports_packing", True)
     kwargs: dict[str, Any] = dict(
         arch=arch, method_name=method_name(method), method=method, stage=cfg.stage,
         stage_options=cfg.stage_options(), batch_size=t.batch_size, grad_accum=t.grad_accum,
-        max_length=t.max_length, packing=cfg.data.packing and supports_packing,
+        max_length=t.max_length, packing=runplan.packing_applies(cfg),
         gradient_checkpointing=t.gradient_checkpointing, optimizer=t.optimizer, precision=prec,
         weight_dtype=cfg.model.dtype, attn=planned_attention(cfg.model.attn_implementation, device, prec),
         device=device, epochs=t.epochs, max_steps=t.max_steps,
         offload_activations=bool(getattr(t, "offload_activations", False)) and device == "cuda",
         liger=device == "cuda" and planned_liger(cfg), release_memory=getattr(t, "release_memory", True),
     )
-    if fused_loss_applies(cfg, arch):
-        from danlu.train.fused_ce import loss_chunk
-
-        kwargs.update(fused_loss=True, loss_chunk=loss_chunk(arch.vocab))
+    if runplan.fused_loss_applies(cfg, arch.model_type):
+        kwargs.update(fused_loss=True, loss_chunk=runplan.loss_chunk(arch.vocab))
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     return RunSpec(**kwargs)
 
 
 def planned_attention(requested: str, device: str, precision: str) -> str:
-    """model.attn_implementation as `danlu train` resolves it on this machine: auto is
-    flash_attention_2 (varlen packing, no L×L mask) on CUDA with flash-attn installed and
+    """model.attn_implementation as `danlu train` resolves it on this machine (danlu.runplan):
+    auto is flash_attention_2 (varlen packing, no L×L mask) on CUDA with flash-attn installed and
     16-bit compute, else sdpa (packing with a 4D block mask)."""
-    if requested != "auto":
-        return requested
-    from danlu.train.levers import cuda_available, flash_attn_installed
-
-    if device == "cuda" and precision in ("bf16", "fp16") and cuda_available() and flash_attn_installed():
-        return "flash_attention_2"
-    return "sdpa"
+    resolved = runplan.resolve_attention(requested, precision, lambda: device == "cuda" and runplan.flash_usable())
+    return "sdpa" if resolved == "auto" else resolved
 
 
 def planned_liger(cfg) -> bool:
     """train.liger_kernel as `danlu train` resolves it here (auto: CUDA and liger-kernel installed)."""
-    from danlu.train.levers import liger_enabled
-
-    return liger_enabled(cfg)
-
-
-FUSED_STAGES = ("sft", "pretrain")  # stages whose trainer is CausalLMTrainer
-
-
-def fused_loss_applies(cfg, arch: Arch) -> bool:
-    """As CausalLMTrainer decides: train.fused_loss, a method that keeps only label positions,
-    and an output layer of a plain linear kind (danlu.train.fused_ce.SIMPLE_HEADS)."""
-    try:
-        from danlu.train.fused_ce import SIMPLE_HEADS
-    except ImportError:
-        return False
-    method_ok = getattr(type(cfg.method), "supports_logits_to_keep", True)
-    return (bool(getattr(cfg.train, "fused_loss", False)) and cfg.stage in FUSED_STAGES and method_ok
-            and arch.model_type in SIMPLE_HEADS)
+    return runplan.liger_enabled(cfg)
 
 
 def resolve_precision(requested: str, device: str) -> str:

@@ -63,13 +63,18 @@ def _local_tokenizer(cfg):
     from transformers import AutoTokenizer
 
     from danlu.models.builtin import is_builtin
+    from danlu.models.gguf import is_gguf_source
     from danlu.models.load import load_tokenizer
+    from danlu.models.packaged import is_packaged
 
     name = cfg.model.name_or_path
-    if is_builtin(name):
+    if is_builtin(name) or is_packaged(name) or is_gguf_source(name):
         return load_tokenizer(name)
+    from danlu.models.saved_tokenizer import follow_saved_file
+
     tok = AutoTokenizer.from_pretrained(name, revision=cfg.model.revision, local_files_only=True,
                                         trust_remote_code=cfg.model.trust_remote_code)
+    tok = follow_saved_file(tok, name, revision=cfg.model.revision, local_files_only=True)  # as training will
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from danlu.chat.messages import Conversation, Preference, RowError, Unpaired
 from danlu.data.dataset import iter_samples, split_eval
-from danlu.data.encode import IGNORE, SampleDropped, encode_conversation
+from danlu.data.encode import IGNORE, SampleDropped, char_budget, encode_conversation
 from danlu.data.report import DataReport
 from danlu.errors import DataError
 
@@ -63,9 +63,26 @@ def fit_pair(prompt: list[int], answers: list[list[int]], max_length: int, overl
     return [a[:room] for a in answers]
 
 
+def bound_answers(tpl, prompt: list[dict], answers: list[list[dict]], max_length: int, overlong: str,
+                  where: str) -> list[list[dict]]:
+    """Bounded work for huge rows: a prompt longer than char_budget characters holds more than
+    max_length tokens (dropped, or an error, as fit_pair would); an answer's text past that many
+    characters lies past any truncation, so it is cut before rendering and tokenising."""
+    budget = char_budget(tpl.tokenizer, max_length)
+    if sum(len(m.get("content") or "") for m in prompt) > budget:
+        if overlong == "error":
+            raise DataError(f"the prompt has more than {max_length} tokens (train.max_length)", where=where,
+                            hint="raise train.max_length, or set data.overlong: truncate | drop")
+        raise SampleDropped(f"over-long: the prompt alone has more than {max_length} tokens ≥ train.max_length")
+    return [[{**m, "content": m["content"][:budget]} if len(m.get("content") or "") > budget else m for m in a]
+            for a in answers]
+
+
 def encode_pair(sample: Preference, tpl, data_cfg, max_length: int) -> list[dict]:
-    p1, chosen = encode_answer(tpl, sample.prompt, sample.chosen, sample.tools)
-    p2, rejected = encode_answer(tpl, sample.prompt, sample.rejected, sample.tools)
+    chosen_msgs, rejected_msgs = bound_answers(tpl, sample.prompt, [sample.chosen, sample.rejected], max_length,
+                                               data_cfg.overlong, sample.where)
+    p1, chosen = encode_answer(tpl, sample.prompt, chosen_msgs, sample.tools)
+    p2, rejected = encode_answer(tpl, sample.prompt, rejected_msgs, sample.tools)
     n = common_prefix(p1, p2)  # a merge across the prompt's last token: the rest joins each answer
     prompt, chosen, rejected = p1[:n], p1[n:] + chosen, p2[n:] + rejected
     chosen, rejected = fit_pair(prompt, [chosen, rejected], max_length, data_cfg.overlong, sample.where)
@@ -79,7 +96,9 @@ def encode_unpaired(sample, tpl, data_cfg, max_length: int) -> list[dict]:
         return [{"prompt_ids": pair["prompt_ids"], "completion_ids": pair["chosen_ids"], "label": True},
                 {"prompt_ids": pair["prompt_ids"], "completion_ids": pair["rejected_ids"], "label": False}]
     assert isinstance(sample, Unpaired)
-    prompt, completion = encode_answer(tpl, sample.prompt, sample.completion)
+    (completion_msgs,) = bound_answers(tpl, sample.prompt, [sample.completion], max_length, data_cfg.overlong,
+                                       sample.where)
+    prompt, completion = encode_answer(tpl, sample.prompt, completion_msgs)
     (completion,) = fit_pair(prompt, [completion], max_length, data_cfg.overlong, sample.where)
     return [{"prompt_ids": prompt, "completion_ids": completion, "label": bool(sample.label)}]
 

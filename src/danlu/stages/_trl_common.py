@@ -22,7 +22,9 @@ def reference_is_base(method) -> bool:
     """True when the adapter starts as a no-op, so switching it off gives the starting model.
     PiSSA / OLoRA move the principal part of each weight into the adapter: the base alone is not
     the starting model, and TRL's frozen copy of the initial adapter ("ref") stays the reference."""
-    return getattr(method, "init", "default") not in ("pissa", "olora")
+    from danlu.methods.lora import MUTATING_INITS
+
+    return getattr(method, "init", "default") not in MUTATING_INITS
 
 
 def reference_model(ctx):

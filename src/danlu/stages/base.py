@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 from danlu.schema_base import StrictModel
 
 if TYPE_CHECKING:
+    from danlu.stages.shape import PlannedRun, StageShape
     from danlu.train.context import RunContext
 
 
@@ -18,6 +19,15 @@ class Stage(StrictModel):
     sample_kind: ClassVar[str] = "conversation"
     # model head: causal_lm | seq_cls | token_cls
     task: ClassVar[str] = "causal_lm"
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        """What this stage adds to memory (danlu.stages.shape), read by the planner. The declared
+        default is SFT's shape (one row, vocabulary logits, no extra model), with a note saying so."""
+        from danlu.stages.registry import STAGES
+        from danlu.stages.shape import StageShape
+
+        name = next((n for n, cls in STAGES if cls is type(self)), type(self).__name__)
+        return StageShape(notes=[f"stage {name!r} declares no memory shape of its own; planned as SFT"])
 
     def check(self, run_config) -> None:
         """Cross-section checks at config time; raise ConfigError with the reason."""

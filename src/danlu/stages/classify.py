@@ -16,6 +16,7 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape
 
 
 @cache
@@ -54,12 +55,15 @@ class Classify(Stage):
         None, description="Label names in id order; default: every label in the training data, sorted."
     )
 
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return StageShape(lm_logits=False, head_outputs=len(self.labels) if self.labels else 2)
+
     @property
     def task(self) -> str:  # the model head the runner loads
         return "token_cls" if self.level == "token" else "seq_cls"
 
     def model_kwargs(self, ctx) -> dict:
-        names = ctx.extra["labels"]
+        names = ctx.labels
         return {"num_labels": len(names), "id2label": dict(enumerate(names)),
                 "label2id": {n: i for i, n in enumerate(names)}, "pad_token_id": ctx.tokenizer.pad_token_id}
 
@@ -67,9 +71,9 @@ class Classify(Stage):
         from danlu.stages._classify_data import build_classify_datasets
 
         train, held, labels = build_classify_datasets(ctx, self)
-        ctx.extra["labels"] = labels
-        ctx.extra.setdefault("artefact_meta", {}).update(labels=labels, num_labels=len(labels))
-        ctx.extra["train_rows"] = train
+        ctx.labels = labels
+        ctx.artefact_meta.update(labels=labels, num_labels=len(labels))
+        ctx.train_rows = train
         return train, held
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
@@ -99,6 +103,6 @@ class Classify(Stage):
             return {}
         metrics = trainer.evaluate()
         out = {k: round(v, 4) for k, v in metrics.items() if k in ("eval_accuracy", "eval_macro_f1", "eval_loss")}
-        out["majority_baseline_accuracy"] = majority_baseline(ctx.extra["train_rows"], trainer.eval_dataset)
+        out["majority_baseline_accuracy"] = majority_baseline(ctx.train_rows, trainer.eval_dataset)
         out["eval_samples"] = len(trainer.eval_dataset)
         return out

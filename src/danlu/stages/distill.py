@@ -18,6 +18,7 @@ from pydantic import Field
 from danlu.errors import ConfigError
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import ExtraModel, PlannedRun, StageShape
 
 
 @register_stage("distill")
@@ -35,6 +36,12 @@ class Distill(Stage):
     max_completion_length: int = Field(256, ge=1, description="Most tokens the teacher writes per answer (sequence).")
     teacher_temperature: float = Field(0.0, ge=0, description="Sampling temperature of the teacher (0: greedy).")
 
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        arch = run.resolve(self.teacher) if self.teacher else run.arch
+        notes = [] if self.teacher else ["no distill.teacher given: teacher assumed the student's size"]
+        return StageShape(extra=[ExtraModel("teacher", arch.n_params, arch=arch, forward_rows=1)],
+                          teacher_logits=True, notes=notes)
+
     def check(self, run_config) -> None:
         if not self.teacher:
             raise ConfigError("stage distill needs a teacher", where="distill.teacher",
@@ -45,12 +52,12 @@ class Distill(Stage):
 
         if self.mode == "logits":  # before any model is loaded
             check_same_vocabulary(ctx.tokenizer, teacher_tokenizer(self.teacher))
-        ctx.extra["teacher"] = load_teacher(self.teacher)
+        ctx.teacher = load_teacher(self.teacher)
         if self.mode == "sequence":
             from danlu.stages.kd.sequence import build_sequence_datasets
 
             datasets = build_sequence_datasets(ctx, self)
-            del ctx.extra["teacher"]  # the student trains on the answers alone
+            ctx.teacher = None  # the student trains on the answers alone
             return datasets
         return super().build_datasets(ctx)
 

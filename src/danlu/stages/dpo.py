@@ -17,6 +17,7 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape, preference_shape
 
 
 @cache
@@ -67,13 +68,13 @@ def before_training(ctx, trainer, *, kind: str, beta: float) -> None:
     from danlu.stages._preference_eval import NEEDS_REFERENCE
 
     if not NEEDS_REFERENCE[kind]:
-        ctx.extra["held_out_before"] = preference_metrics(ctx, trainer, kind=kind, beta=beta, prefix="eval_before_")
+        ctx.held_out_before = preference_metrics(ctx, trainer, kind=kind, beta=beta, prefix="eval_before_")
 
 
 def after_preference_training(ctx, trainer, *, kind: str, beta: float) -> dict:
     from danlu.stages._trl_common import drop_ref_after_training
 
-    out = {**ctx.extra.pop("held_out_before", {}), **preference_metrics(ctx, trainer, kind=kind, beta=beta)}
+    out = {**ctx.held_out_before, **preference_metrics(ctx, trainer, kind=kind, beta=beta)}
     drop_ref_after_training(trainer)
     return out
 
@@ -94,6 +95,9 @@ class DPO(Stage):
     sft_weight: float = Field(
         0.0, ge=0, description="Add this × the NLL of the chosen answer (RPO; with simpo: CPO-SimPO). 0: off."
     )
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return preference_shape(run)
 
     def build_datasets(self, ctx):
         from danlu.stages._preference_data import build_row_datasets, encode_pair

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from danlu.stages.registry import register_stage
 from danlu.stages.rl.options import RLStage
+from danlu.stages.shape import PlannedRun, StageShape, reference_model
 
 
 @register_stage("grpo")
@@ -25,6 +26,11 @@ class GRPO(RLStage):
         "dapo", description="How token losses are averaged (TRL's loss_type; dapo removes the length bias).")
     scale_rewards: Literal["group", "batch", "none"] = Field(
         "group", description="Divide advantages by the reward std of the group, the batch, or not at all.")
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        extra = reference_model(run) if self.beta > 0 else []
+        return StageShape(extra=extra, generate_tokens=self.max_completion_length,
+                          notes=[f"batch rows are completions (num_generations per prompt); beta={self.beta}"])
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
         from trl import GRPOConfig, GRPOTrainer

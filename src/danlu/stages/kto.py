@@ -13,6 +13,7 @@ from pydantic import Field
 from danlu.errors import ConfigError
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape, preference_shape
 
 
 def add_kl_completions(dataset, batch_size: int):
@@ -55,6 +56,9 @@ class KTO(Stage):
     undesirable_weight: float = Field(
         1.0, gt=0, description="Loss weight of undesirable answers (λ_U); keep λ_D·n_D / (λ_U·n_U) in [1, 4/3]."
     )
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return preference_shape(run)
 
     def check(self, run_config) -> None:
         if run_config.train.batch_size < 2:

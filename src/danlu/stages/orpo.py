@@ -11,6 +11,7 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape
 
 
 @cache
@@ -33,6 +34,9 @@ class ORPO(Stage):
     sample_kind = "preference"
 
     beta: float = Field(0.1, gt=0, description="λ: weight of the odds-ratio term against the SFT loss (0.1 in the paper).")
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return StageShape(rows=2, notes=["no reference model"])
 
     def build_datasets(self, ctx):
         from danlu.stages._preference_data import build_row_datasets, encode_pair

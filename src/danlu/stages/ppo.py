@@ -15,6 +15,7 @@ from pydantic import Field
 
 from danlu.stages.registry import register_stage
 from danlu.stages.rl.options import RLStage
+from danlu.stages.shape import ExtraModel, PlannedRun, StageShape
 
 
 @register_stage("ppo")
@@ -34,6 +35,16 @@ class PPO(RLStage):
     lam: float = Field(0.95, ge=0, le=1, description="λ of GAE (bias–variance trade-off of the advantages).")
     missing_eos_penalty: float | None = Field(
         None, description="Subtracted from the score of an answer cut off by max_completion_length.")
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        """TRL's PPO holds four models: the policy (trains), a value model (trains; a copy of the
+        backbone with a scalar head), a reward model and the reference policy (both frozen)."""
+        n, method = run.arch.n_params, run.method
+        extra = [ExtraModel("value", n, trainable=method.trainable if not method.trains_base else n),
+                 ExtraModel("reward", n, forward_rows=1)]
+        extra += [ExtraModel("reference", n, forward_rows=1)] if method.trains_base else []
+        return StageShape(extra=extra, generate_tokens=self.max_completion_length,
+                          notes=["value and reward models assumed the policy's size; rollouts add a KV cache"])
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
         from danlu.stages.rl.ppo_trainer import build_ppo_trainer

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape
 
 
 def pack_blocks(docs: list[list[int]], block_size: int, keep_remainder: bool = True) -> list[list[int]]:
@@ -31,6 +32,9 @@ class Pretrain(Stage):
     keep_remainder: bool = Field(
         True, description="Train on the last, shorter block too (false: drop it, as run_clm does)."
     )
+
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return StageShape()
 
     def build_datasets(self, ctx):
         from danlu.data.dataset import TokenizedDataset, iter_samples, split_eval

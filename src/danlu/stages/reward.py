@@ -12,6 +12,7 @@ from pydantic import Field
 
 from danlu.stages.base import Stage
 from danlu.stages.registry import register_stage
+from danlu.stages.shape import PlannedRun, StageShape
 
 
 @cache
@@ -63,6 +64,9 @@ class Reward(Stage):
         None, ge=0, description="Pull the mean reward towards 0 with this weight (0.01 recommended); null: off."
     )
 
+    def memory_shape(self, run: PlannedRun) -> StageShape:
+        return StageShape(rows=2, lm_logits=False, head_outputs=1)
+
     def model_kwargs(self, ctx) -> dict:
         return {"num_labels": 1, "pad_token_id": ctx.tokenizer.pad_token_id}
 
@@ -72,7 +76,7 @@ class Reward(Stage):
 
         if ctx.template is None:  # the runner resolves it for causal LMs only; a reward model reads chats too
             ctx.template = resolve_template(ctx.tokenizer, ctx.config.data.template)
-        ctx.extra.setdefault("artefact_meta", {})["num_labels"] = 1
+        ctx.artefact_meta["num_labels"] = 1
         return build_row_datasets(ctx, ("preference",), encode_reward)
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
@@ -87,11 +91,11 @@ class Reward(Stage):
                                          eval_dataset=eval_dataset, processing_class=ctx.tokenizer,
                                          callbacks=standard_callbacks(ctx))
         trainer = finish(trainer, ctx)
-        ctx.extra["held_out_before"] = self._held_out(ctx, trainer, prefix="eval_before_")  # the untrained head
+        ctx.held_out_before = self._held_out(ctx, trainer, prefix="eval_before_")  # the untrained head
         return trainer
 
     def after_training(self, ctx, trainer) -> dict:
-        return {**ctx.extra.pop("held_out_before", {}), **self._held_out(ctx, trainer)}
+        return {**ctx.held_out_before, **self._held_out(ctx, trainer)}
 
     @staticmethod
     def _held_out(ctx, trainer, prefix: str = "eval_") -> dict:

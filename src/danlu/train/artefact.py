@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import danlu
+from danlu.diskspace import guard_save, tensor_bytes
 
 META = "danlu.json"
 
@@ -27,7 +28,7 @@ def write_metadata(out: Path, ctx) -> dict:
         "trust_remote_code": cfg.model.trust_remote_code,
         "method": cfg.method.model_dump(mode="json"),
         "stage": cfg.stage,
-        "task": ctx.extra.get("task", "causal_lm"),
+        "task": ctx.task,
         "artefact": cfg.method.artefact,
     }
     if ctx.template is not None:
@@ -36,7 +37,7 @@ def write_metadata(out: Path, ctx) -> dict:
             turn_end=ctx.template.turn_end,
             stop_token_ids=ctx.template.stop_token_ids(),
         )
-    meta.update(ctx.extra.get("artefact_meta", {}))
+    meta.update(ctx.artefact_meta)
     (out / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return meta
 
@@ -61,12 +62,17 @@ def save_artefact(ctx, trainer) -> Path:
     if ctx.is_main:
         shutil.rmtree(tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    ctx.config.method.save_final(trainer, tmp)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with guard_save(final, what=f"the {final.name}", cleanup=tmp,
+                    needed_bytes=lambda: tensor_bytes(model, trainable_only=ctx.config.method.artefact == "adapter"),
+                    after="The checkpoints are intact: free space, then `danlu train CONFIG --resume` writes it."):
+        ctx.config.method.save_final(trainer, tmp)
+        if ctx.is_main:
+            (tmp / "training_args.bin").unlink(missing_ok=True)
+            ctx.tokenizer.save_pretrained(str(tmp))
+            write_generation_config(tmp, ctx, model)
+            write_metadata(tmp, ctx)
     if ctx.is_main:
-        (tmp / "training_args.bin").unlink(missing_ok=True)
-        ctx.tokenizer.save_pretrained(str(tmp))
-        write_generation_config(tmp, ctx, trainer.accelerator.unwrap_model(trainer.model))
-        write_metadata(tmp, ctx)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)

@@ -9,7 +9,6 @@ the newest or the best."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -176,15 +175,14 @@ def rotate(run_dir: Path, limit: int | None, best: Path | None = None) -> list[P
     return removed
 
 
-def disk_full_error(exc: OSError, path: Path, needed_bytes: int | None) -> DanluError | None:
-    if getattr(exc, "errno", None) != errno.ENOSPC:
+def disk_full_error(exc: BaseException, path: Path, needed_bytes: int | None) -> DanluError | None:
+    """A full disk while writing checkpoint `path` (OSError or a wrapped one) → an exit-2 error."""
+    from danlu.diskspace import disk_full_error as full, is_disk_full
+
+    if not is_disk_full(exc, path):
         return None
-    free = shutil.disk_usage(path.parent if path.parent.exists() else Path(".")).free
-    need = f" about {needed_bytes / 2**20:.0f} MiB" if needed_bytes else ""
-    return DanluError(
-        f"disk full while saving checkpoint {path}: it needs{need}, {free / 2**20:.0f} MiB are free. "
-        "The last complete checkpoint is intact. Free space (or lower train.save_total_limit), then resume."
-    )
+    return full(path, needed_bytes, "checkpoint",
+                "The last complete checkpoint is intact. Free space (or lower train.save_total_limit), then resume.")
 
 
 def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:

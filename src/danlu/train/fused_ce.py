@@ -13,9 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-# architectures whose output layer is a plain bias-free Linear applied to the final hidden state
-# (no logit soft-capping or scaling): the fused loss is exact for them
-SIMPLE_HEADS = {"llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe", "qwen3_moe", "phi3", "gemma"}
+from danlu.runplan import LOGITS_BUDGET, SIMPLE_HEADS, loss_chunk  # noqa: F401  (decided in runplan)
 
 
 class _ChunkedLinearCE(torch.autograd.Function):
@@ -49,16 +47,6 @@ class _ChunkedLinearCE(torch.autograd.Function):
         gh = saved.pop(0) * scale if ctx.need[0] else None
         gw = (saved.pop(0) * scale).to(ctx.w_dtype) if ctx.need[1] else None
         return gh, gw, None, None, None
-
-
-LOGITS_BUDGET = 64 * 2**20  # bytes of fp32 logits per chunk
-
-
-def loss_chunk(vocab: int) -> int:
-    """Tokens per chunk: a power of two whose fp32 logits fit LOGITS_BUDGET (512 for a 32k
-    vocabulary, 128 for Qwen's 152k), at least 128 so the projection stays a large matmul."""
-    fit = max(1, LOGITS_BUDGET // (4 * vocab))
-    return min(4096, max(128, 1 << (fit.bit_length() - 1)))
 
 
 def chunked_linear_ce(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, denom,

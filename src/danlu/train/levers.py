@@ -19,60 +19,30 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 
+from danlu import runplan
 from danlu.errors import ConfigError
+from danlu.runplan import cuda_available, flash_attn_installed, liger_installed, uses_causal_lm_trainer
 
 log = logging.getLogger(__name__)
 
 # Liger kernels danlu turns on (kwargs of liger_kernel's apply_liger_kernel_to_<model>)
 LIGER_KERNELS = {"rope": True, "rms_norm": True, "swiglu": True, "cross_entropy": False,
                  "fused_linear_cross_entropy": False}
-LIGER_STAGES = ("sft", "pretrain")  # stages whose trainer is danlu's CausalLMTrainer
+LIGER_STAGES = runplan.CAUSAL_LM_STAGES  # stages whose trainer is danlu's CausalLMTrainer
 
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def flash_attn_installed() -> bool:
-    """flash-attn 2 importable on a CUDA machine (transformers' own test)."""
-    from transformers.utils import is_flash_attn_2_available
-
-    return bool(is_flash_attn_2_available())
-
-
-def liger_installed() -> bool:
-    return importlib.util.find_spec("liger_kernel") is not None
+__all__ = ["cuda_available", "flash_attn_installed", "liger_installed", "uses_causal_lm_trainer"]
 
 
 def resolve_attention(requested: str, precision: str) -> str:
-    """The attn_implementation to load the model with ("auto": transformers' default, sdpa)."""
-    if requested != "auto":
-        return requested
-    if precision in ("bf16", "fp16") and cuda_available() and flash_attn_installed():
-        return "flash_attention_2"
-    return "auto"
-
-
-def uses_causal_lm_trainer(cfg) -> bool:
-    if cfg.stage in LIGER_STAGES:
-        return True
-    return cfg.stage == "distill" and getattr(cfg.stage_options(), "mode", None) == "sequence"
+    """The attn_implementation to load the model with (danlu.runplan decides; this machine's probes)."""
+    return runplan.resolve_attention(requested, precision, lambda: cuda_available() and flash_attn_installed())
 
 
 def liger_enabled(cfg) -> bool:
-    """train.liger_kernel resolved: auto = on with CUDA, liger-kernel installed and a stage
-    trained by danlu's own causal-LM trainer."""
-    setting = cfg.train.liger_kernel
-    if setting is False:
-        return False
-    if setting is True:
-        return True
-    return cuda_available() and liger_installed() and uses_causal_lm_trainer(cfg)
+    """train.liger_kernel resolved (danlu.runplan decides; this machine's probes)."""
+    return runplan.liger_enabled(cfg, lambda: cuda_available() and liger_installed())
 
 
 def check(cfg) -> None:

@@ -94,12 +94,11 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     from danlu.data.report import write_reports
     from danlu.methods.base import MethodContext, count_parameters
     from danlu.models.load import compute_precision, load_tokenizer
-    from danlu.train.context import RunContext
+    from danlu.train.context import ParamCounts, RunContext
 
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # new parameters (LoRA A, heads) init from this
     stage = cfg.stage_options()
-    ctx = RunContext(config=cfg, run_dir=run_dir, is_main=is_main)
-    ctx.extra["task"] = stage.task
+    ctx = RunContext(config=cfg, run_dir=run_dir, is_main=is_main, task=stage.task)
     ctx.precision = compute_precision(cfg.train.precision)
     cfg.method.check(cfg)
     stage.check(cfg)
@@ -117,15 +116,26 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     torch.manual_seed(cfg.train.seed)  # new weights (LoRA A, adapters, virtual tokens) are the same every run
     model = cfg.method.apply(model, MethodContext(task=stage.task, seed=cfg.train.seed,
                                                    model_type=getattr(model.config, "model_type", ""),
-                                                   total_steps=optimizer_steps(cfg, len(train_ds))[0]))
+                                                   total_steps=optimizer_steps(cfg, len(train_ds))[0],
+                                                   batch_source=lambda n: first_batches(ctx, train_ds, n)))
     ctx.model = model
     trainable, total = count_parameters(model)
     lr = cfg.train.learning_rate
     ctx.learning_rate = cfg.method.auto_learning_rate(total) if lr == "auto" else float(lr)
-    ctx.extra["params"] = {"trainable_params": trainable, "total_params": total,
-                           "trainable_percent": round(100.0 * trainable / max(total, 1), 4)}
+    ctx.params = ParamCounts(trainable, total)
     log.info("trainable params: %s / %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(total, 1))
     return ctx, train_ds, eval_ds
+
+
+def first_batches(ctx, dataset, n: int) -> list[dict]:
+    """The first `n` micro-batches of the tokenised training set, padded (no packing: a
+    data-aware initialisation reads plain rows), for a method that looks at data at set-up."""
+    from danlu.data.collate import PaddingCollator
+
+    size = ctx.config.train.batch_size
+    rows = [dataset[i] for i in range(min(len(dataset), n * size))]
+    collate = PaddingCollator(ctx.tokenizer.pad_token_id)
+    return [collate(rows[i:i + size]) for i in range(0, len(rows), size)]
 
 
 def resolved_config(cfg, ctx) -> dict:
@@ -159,7 +169,7 @@ def plan_summary(cfg, ctx, train_ds) -> dict:
         "label_tokens_per_epoch": tokens.get("label_tokens"),
         "learning_rate": ctx.learning_rate,
         "precision": ctx.precision,
-        **ctx.extra["params"],
+        **(ctx.params.as_dict() if ctx.params else {}),
     }
 
 
@@ -196,8 +206,8 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     for callback in callbacks or []:  # danlu sweep's pruning callback
         trainer.add_callback(callback)
     ctx.trainer = trainer
-    if "levers" in ctx.extra:
-        info["levers"] = ctx.extra["levers"]
+    if ctx.levers is not None:
+        info["levers"] = ctx.levers
     info["distributed"] = distributed.describe(trainer)
     if info["distributed"]["world_size"] > 1 or cfg.train.distributed != "none":
         log.info("distributed: %(engine)s over %(world_size)d process(es), backend %(backend)s", info["distributed"])
@@ -218,7 +228,7 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     final = cfg.stage_options().after_training(ctx, trainer)
     if final:
         log.info("held-out: %s", ", ".join(f"{k} {v}" for k, v in final.items()))
-    artefact = ctx.extra.get("artefact_override") or _save(ctx, trainer)
+    artefact = _save(ctx, trainer)
     info.update(**final)
     info.update(
         train_runtime_s=round(time.perf_counter() - t0, 2),

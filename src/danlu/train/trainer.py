@@ -134,7 +134,7 @@ class DanluTrainerMixin:
                 best = self.state.best_model_checkpoint
                 ckpt.rotate(run_dir, self.danlu.config.train.save_total_limit, Path(best) if best else None)
             self.accelerator.wait_for_everyone()
-        except OSError as exc:
+        except Exception as exc:  # an OSError, or safetensors' wrapping of one
             shutil.rmtree(tmp, ignore_errors=True)
             friendly = ckpt.disk_full_error(exc, final, _dir_size(ckpt.complete_checkpoints(run_dir)))
             if friendly:
@@ -227,6 +227,7 @@ def quiet(trainer) -> None:
 
 
 def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=CausalLMTrainer, collator=None):
+    from danlu.runplan import fused_loss_requested
     from danlu.train.args import training_arguments
     from danlu.train.callbacks import standard_callbacks
     from danlu.train.levers import describe, liger_arguments, log_levers
@@ -234,10 +235,10 @@ def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=Causal
     cfg = ctx.config
     if collator is None:
         collator = choose_collator(ctx)
-    ctx.extra["levers"] = describe(cfg, ctx.model, packing=packing_kind(collator))
-    log_levers(ctx.extra["levers"])
+    ctx.levers = describe(cfg, ctx.model, packing=packing_kind(collator))
+    log_levers(ctx.levers)
     trainer_cls = type(trainer_cls.__name__, (trainer_cls,), {"danlu_method": cfg.method,
-                                                              "danlu_fused_loss": cfg.train.fused_loss})
+                                                              "danlu_fused_loss": fused_loss_requested(cfg)})
     trainer = trainer_cls(
         model=ctx.model,
         args=training_arguments(ctx, has_eval=eval_dataset is not None, **liger_arguments(cfg)),
@@ -256,9 +257,10 @@ def build_causal_lm_trainer(ctx, train_dataset, eval_dataset, trainer_cls=Causal
 def choose_collator(ctx):
     """Packing (varlen rows under flash-attention, a 4D block mask otherwise) or padding."""
     from danlu.data.collate import PaddingCollator, packing_collator
+    from danlu.runplan import packing_applies
 
     cfg, pad = ctx.config, ctx.tokenizer.pad_token_id
-    packing = cfg.data.packing and cfg.method.supports_packing
+    packing = packing_applies(cfg)
     if cfg.data.packing and not packing:
         log.info("method %s does not support packing; padding each sample instead", cfg.method.name)
     return packing_collator(pad, cfg.train.max_length, ctx.model) if packing else PaddingCollator(pad)

@@ -73,6 +73,8 @@ def classify(ann) -> dict:
     origin, args = _args(ann)
     optional = _is_union(origin) and type(None) in args
     parts = [a for a in args if a is not type(None)] if _is_union(origin) else [ann]
+    # a bounded number, Annotated[float, Field(gt=0)], is a number widget (the schema checks the bound)
+    parts = [typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a for a in parts]
     literals = [v for a in parts if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
     others = [a for a in parts if typing.get_origin(a) is not typing.Literal]
     info = {"optional": optional}

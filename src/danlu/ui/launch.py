@@ -6,19 +6,16 @@ person would use, so a run from the UI and the same YAML from the CLI are the sa
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from danlu.errors import UserError
+from danlu.ui.confine import confine_config, refuse_outside
 from danlu.ui.jobs import Jobs, danlu_argv, pid_alive, tail
 from danlu.ui.workspace import Workspace, safe_filename
 
-PATH_KEYS = {"name_or_path", "train", "eval", "template", "output_dir", "teacher", "reward_model", "dataset_dir"}
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?")
-FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".jinja", ".yaml", ".yml", ".safetensors")
 JOB_FILE, LOG_FILE = "ui_job.json", "train.log"
 
 
@@ -27,38 +24,6 @@ class Launched:
     run_dir: str  # workspace-relative
     config: str  # workspace-relative YAML that `danlu train` was given
     argv: list[str]
-
-
-def confine_config(ws: Workspace, data: dict) -> None:
-    """Refuse a config whose files or folders lie outside the workspace (data, model, output ...)."""
-
-    def check(key: str, value) -> None:
-        for v in value if isinstance(value, list) else [value]:
-            if not isinstance(v, str) or not v.strip():
-                continue
-            if key == "output_dir" or _is_local_path(ws, v):
-                ws.resolve(v)
-
-    def walk(node: dict) -> None:
-        for key, value in node.items():
-            if isinstance(value, dict):
-                walk(value)
-            elif key in PATH_KEYS:
-                check(key, value)
-
-    walk(data)
-
-
-def _is_local_path(ws: Workspace, value: str) -> bool:
-    """A filesystem path (rather than builtin:*, a hub id, or a template name)."""
-    if value.startswith("builtin:") or "://" in value:
-        return False
-    p = Path(value).expanduser()
-    if p.is_absolute() or ".." in p.parts or value.startswith((".", "~")) or "\\" in value:
-        return True
-    if (ws.root / p).exists() or p.suffix.lower() in FILE_SUFFIXES:
-        return True
-    return "/" in value and not HUB_ID.fullmatch(value)  # org/name is a hub id; a/b/c a folder
 
 
 def launch_training(ws: Workspace, jobs: Jobs, data: dict, *, overwrite: bool = False) -> Launched:
@@ -110,6 +75,7 @@ def resume_run(ws: Workspace, jobs: Jobs, run: str) -> Launched:
         config = ws.relative(run_dir / "config.yaml")
     if not ws.resolve(config).is_file():
         raise UserError(f"{key} has neither the YAML it was started from nor a config.yaml; cannot resume")
+    refuse_outside(ws, ws.resolve(config))
     argv = danlu_argv("train", config, "--resume")
     jobs.start(key, "train", argv, cwd=ws.root, log_path=run_dir / LOG_FILE, append=True,
                meta_path=run_dir / JOB_FILE, meta={"config": config})

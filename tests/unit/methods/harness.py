@@ -81,7 +81,7 @@ def train(cfg) -> Trained:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     kinds = {type(getattr(m, "base_layer", m)).__name__ for n, m in model.named_modules() if n.endswith("_proj")}
     return Trained(run_dir, cfg.method, [r["loss"] for r in rows if "loss" in r], requires_grad, before,
-                   snapshot(model), logits, ctx.extra["params"], base_weight_bytes(model), kinds)
+                   snapshot(model), logits, ctx.params.as_dict(), base_weight_bytes(model), kinds)
 
 
 RELOAD = """

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from danlu import runplan as levers  # the probes the planner asks (danlu.runplan)
 from danlu.plan.activations import Numerics, activation_bytes
 from danlu.plan.arch import resolve_arch
 from danlu.plan.estimate import estimate_memory
 from danlu.plan.spec import RunSpec, planned_attention, spec_from_config
-from danlu.train import levers
 
 QWEN15 = "Qwen/Qwen2.5-1.5B"
 

@@ -39,13 +39,19 @@ def text_field(row: dict, key: str, *, required: bool = True, allow_empty: bool 
             raise RowError(f"missing field {key!r}")
         return ""
     if not isinstance(value, str):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        else:
-            raise RowError(f"field {key!r} must be a string, got {type(value).__name__}")
+        raise RowError(f"field {key!r} must be a string, got {describe_value(value)}")
     if required and not allow_empty and not value.strip():
         raise RowError(f"field {key!r} is empty")
     return value
+
+
+def describe_value(value) -> str:
+    """How a non-string value reads in a message: 'a number (4)', 'NaN', 'a list'."""
+    if isinstance(value, float) and value != value:
+        return "NaN (quote it if it is text)"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"a number ({value!r}; quote it if it is text)"
+    return {dict: "an object", list: "a list", bool: "a boolean"}.get(type(value), type(value).__name__)
 
 
 def fill_placeholders(text: str, placeholders: dict[str, str]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from danlu.chat.messages import Conversation, RowError
 from danlu.chat.tools import normalise_tool_calls, normalise_tools
-from danlu.data.formats.base import Format, FormatOptions, finish_messages
+from danlu.data.formats.base import Format, FormatOptions, describe_value, finish_messages
 from danlu.data.formats.registry import register_format
 
 __all__ = ["Messages", "normalise_tool_calls", "parse_messages"]
@@ -28,7 +28,7 @@ def _content(value, where: str) -> str:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise RowError(f"{where}: content part of type {kind!r} is not text (danlu trains text models)")
         return "".join(texts)
-    raise RowError(f"{where}: content must be a string, got {type(value).__name__}")
+    raise RowError(f"{where}: content must be a string, got {describe_value(value)}")
 
 
 def parse_messages(raw, key: str = "messages") -> list[dict]:
@@ -41,8 +41,10 @@ def parse_messages(raw, key: str = "messages") -> list[dict]:
         if not isinstance(m, dict) or "role" not in m:
             raise RowError(f"{key}[{i}] must be an object with 'role' and 'content'")
         role = LEGACY_ROLES.get(m["role"], m["role"])
-        msg = {"role": role, "content": _content(m.get("content"), f"{key}[{i}]")}
         calls = m.get("tool_calls") or ([m["function_call"]] if m.get("function_call") else None)
+        if m.get("content") is None and not calls:  # only a tool call may come without text
+            raise RowError(f"{key}[{i}] ({role}) has no 'content'")
+        msg = {"role": role, "content": _content(m.get("content"), f"{key}[{i}]")}
         if calls:
             msg["tool_calls"] = normalise_tool_calls(calls, f"{key}[{i}] tool_calls")
         for extra in ("name", "tool_call_id"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from danlu.chat.messages import Conversation, RowError
 from danlu.chat.tools import normalise_tool_calls, normalise_tools
-from danlu.data.formats.base import Format, FormatOptions, finish_messages
+from danlu.data.formats.base import Format, FormatOptions, describe_value, finish_messages
 from danlu.data.formats.registry import register_format
 
 ROLES = {
@@ -43,8 +43,10 @@ def sharegpt_messages(turns, role_key="from", content_key="value") -> list[dict]
         if role is None:
             raise RowError(f"conversations[{i}]: unknown role {t[role_key]!r}")
         value = t.get(content_key)
+        if value is None and role != "function_call":
+            raise RowError(f"conversations[{i}] ({t[role_key]}) has no {content_key!r}")
         if value is not None and not isinstance(value, str):
-            raise RowError(f"conversations[{i}]: {content_key!r} must be a string")
+            raise RowError(f"conversations[{i}]: {content_key!r} must be a string, got {describe_value(value)}")
         if role == "function_call":
             messages.append(tool_call_message(value, f"conversations[{i}]"))
         else:

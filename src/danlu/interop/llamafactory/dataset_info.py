@@ -216,11 +216,11 @@ def _file_rows(entry: Entry, path: Path) -> Iterator[RawRow]:
 
 def _text_lines(path: Path) -> Iterator[RawRow]:
     """A .txt file as the `datasets` text loader reads it: one row {"text": line} per line."""
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield RawRow(f"{path}:{n}", {"text": line})
+    for n, line, error in readers.lines(path):  # each line decoded on its own: a bad byte costs that line
+        if error:
+            yield RawRow(f"{path}:{n}", None, error)
+        elif line.strip():
+            yield RawRow(f"{path}:{n}", {"text": line})
 
 
 def _script_rows(entry: Entry, path: Path) -> Iterator[RawRow]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from danlu.chat.messages import Conversation, Preference, Prompt, RowError, Text, Unpaired
 from danlu.chat.tools import normalise_tools
-from danlu.data.formats.base import FormatOptions, check_roles, fill_placeholders, finish_messages
+from danlu.data.formats.base import FormatOptions, check_roles, describe_value, fill_placeholders, finish_messages
 from danlu.data.formats.messages import parse_messages
 from danlu.data.formats.sharegpt import tool_call_message
 from danlu.errors import DataError
@@ -69,10 +69,8 @@ def _col(entry, row: dict, name: str):
 def _string(value, what: str) -> str:
     if value is None:
         return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
     if not isinstance(value, str):
-        raise RowError(f"{what} must be a string, got {type(value).__name__}")
+        raise RowError(f"{what} must be a string, got {describe_value(value)}")
     return value
 
 

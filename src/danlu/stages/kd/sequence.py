@@ -33,7 +33,7 @@ def build_split(ctx, stage, sources, split: str, out_file: Path | None) -> Token
     cfg = ctx.config
     prompts = read_prompts(ctx, sources, split, room=cfg.train.max_length - 1)
     report = ctx.reports[-1]
-    answers = teacher_answers(ctx.extra["teacher"], prompts, stage, cfg.eval.batch_size, cfg.train.seed)
+    answers = teacher_answers(ctx.teacher, prompts, stage, cfg.eval.batch_size, cfg.train.seed)
     items, written = [], []
     for prompt, answer in zip(prompts, answers):
         if not answer:

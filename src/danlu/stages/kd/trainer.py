@@ -64,7 +64,7 @@ def build_distill_trainer(ctx, stage, train_dataset, eval_dataset):
     from danlu.stages.kd.teacher import check_logit_width, check_same_vocabulary
     from danlu.train.trainer import build_causal_lm_trainer
 
-    teacher = ctx.extra["teacher"]
+    teacher = ctx.teacher
     vocab = check_same_vocabulary(ctx.tokenizer, teacher.tokenizer)
     check_logit_width(vocab, teacher.model, ctx.model)
     cls = type("DistillTrainer", (DistillTrainer,), {"teacher": teacher.model, "kd": stage, "vocab": vocab})

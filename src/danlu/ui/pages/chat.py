@@ -50,9 +50,9 @@ def load_checkpoint(ckpt: Path):
 
 
 def _hub_like(ws, target: str) -> bool:
-    from danlu.ui.launch import _is_local_path
+    from danlu.ui.confine import is_local_path
 
-    return not _is_local_path(ws, target)
+    return not is_local_path(ws, target)
 
 
 def base_of(ws, run: str) -> str:
