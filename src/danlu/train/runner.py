@@ -175,7 +175,7 @@ def plan_summary(cfg, ctx, train_ds) -> dict:
 
 def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run: bool = False,
                  strict_memory: bool = False, callbacks: list | None = None) -> RunResult:
-    from danlu.plan.preflight import check_memory
+    from danlu.plan.preflight import check_memory, peak_for_data
 
     is_main = rank() == 0
     predicted = check_memory(cfg, strict=strict_memory)  # before anything large is loaded
@@ -184,8 +184,8 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
                               is_main=is_main and not dry_run)
     ctx, train_ds, eval_ds = build(cfg, run_dir=run_dir, is_main=is_main and not dry_run)
     plan = plan_summary(cfg, ctx, train_ds)
-    if predicted is not None:
-        plan["predicted_peak_bytes"] = predicted.peak_bytes
+    if predicted is not None:  # refined with the tokenised data's real lengths (danlu.plan.batches)
+        plan["predicted_peak_bytes"] = peak_for_data(cfg, train_ds) or predicted.peak_bytes
     if dry_run:
         return RunResult(run_dir, None, {"plan": plan, "data": [r.to_dict() for r in ctx.reports]})
     info = {"danlu_version": danlu.__version__, "method": cfg.method.name, "stage": cfg.stage, **plan,
