@@ -1,4 +1,4 @@
-"""danlu export RUN_DIR -o DIR [--merge] [--quantize int8|int4] [--gguf [--gguf-type f16|q8_0]]"""
+"""danlu export RUN_DIR -o DIR [--merge] [--quantize int8|int4] [--gguf [--gguf-type f16|q8_0|q4_k_m|q5_k_m|q6_k]]"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def export(
     merge: bool = typer.Option(False, "--merge", help="Fold the adapter into the base: a plain HF safetensors dir."),
     quantize: str = typer.Option(None, "--quantize", help="int8 | int4: bitsandbytes weight-only quantisation."),
     gguf: bool = typer.Option(False, "--gguf", help="Also write a GGUF file and an Ollama Modelfile."),
-    gguf_type: str = typer.Option("f16", "--gguf-type", help="f16 | q8_0"),
+    gguf_type: str = typer.Option("f16", "--gguf-type", help="f16 | q8_0 | q4_k_m | q5_k_m | q6_k (the k-quants need danlu[llamacpp])"),
     dtype: str = typer.Option("auto", "--dtype", help="Merged weights on disk: auto (the base's) | float32 | "
                               "bfloat16 | float16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),

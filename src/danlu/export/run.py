@@ -3,7 +3,7 @@ one, and/or a GGUF file with an Ollama Modelfile, in one output folder:
 
   OUT/config.json, model.safetensors, tokenizer*, chat_template.jinja, generation_config.json
                                (--merge, or --quantize int8|int4: then the weights are quantised)
-  OUT/model-f16.gguf | model-q8_0.gguf, OUT/Modelfile                                   (--gguf)
+  OUT/model-<type>.gguf (f16 q8_0 q4_k_m q5_k_m q6_k), OUT/Modelfile                   (--gguf)
   OUT/export_report.json       sizes, logit errors, the template / EOS checks
 
 Everything is written into a temporary sibling folder and renamed into place only when every
@@ -31,12 +31,12 @@ class ExportOptions:
     merge: bool = False
     quantize: str | None = None  # int8 | int4
     gguf: bool = False
-    gguf_type: str = "f16"  # f16 | q8_0
+    gguf_type: str = "f16"  # f16 | q8_0 | q4_k_m | q5_k_m | q6_k
     dtype: str = "auto"  # of the merged weights on disk; auto = the base model's
     overwrite: bool = False
 
     def validate(self) -> None:
-        from danlu.export.gguf import GGUF_TYPES
+        from danlu.export.gguf import GGUF_TYPES, LLAMA_CPP_TYPES, require_llama_cpp
         from danlu.export.quantize import KINDS
 
         if not (self.merge or self.quantize or self.gguf):
@@ -44,7 +44,10 @@ class ExportOptions:
         if self.quantize is not None and self.quantize not in KINDS:
             raise UserError(f"unknown quantisation {self.quantize!r}", where="--quantize", hint="choose int8 or int4")
         if self.gguf_type not in GGUF_TYPES:
-            raise UserError(f"unknown GGUF type {self.gguf_type!r}", where="--gguf-type", hint="choose f16 or q8_0")
+            raise UserError(f"unknown GGUF type {self.gguf_type!r}", where="--gguf-type",
+                            hint="choose " + ", ".join(GGUF_TYPES))
+        if self.gguf and self.gguf_type in LLAMA_CPP_TYPES:
+            require_llama_cpp(self.gguf_type)
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}", where="--dtype", hint="choose " + ", ".join(DTYPES))
 

@@ -81,6 +81,11 @@ class HFBackend:
         adapter = entry.id if entry.kind == "adapter" else None
         return self.engine.submit(prompt, n, params, adapter, entry.stop_token_ids, loop, queue, offset)
 
+    async def score(self, entry: ModelEntry, ids: list[int], top: int):
+        """Log-probabilities of ids[1:] (and the `top` most likely tokens at each position)."""
+        adapter = entry.id if entry.kind == "adapter" else None
+        return await asyncio.wrap_future(self.engine.score(ids, adapter, top))
+
     def stats(self) -> dict:
         return {"backend": self.name, "models": len(self.models()), **self.engine.stats()}
 
