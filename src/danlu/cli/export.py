@@ -40,6 +40,8 @@ def _mb(n: int | None) -> str:
 
 
 def _err(e: dict) -> str:
+    if "max_rel" not in e:  # a full fine-tune: nothing was merged
+        return e.get("note", "-")
     return f"max |Δlogit| {e['max_abs']:.2e} (rel {e['max_rel']:.1e}), top-1 agree {100 * e['top1_agree']:.1f}%"
 
 
@@ -56,7 +58,7 @@ def _print(report: dict) -> None:
     if "merge" in report:
         m = report["merge"]
         table.add_row(f"merged ({m['dtype']})", _mb(m["bytes"]),
-                      f"merge: max |Δlogit| {m['merge_error']['max_abs']:.2e}; reload: {_err(m['reload_error'])}")
+                      f"merge: {_err(m['merge_error'])}; reload: {_err(m['reload_error'])}")
     if "quantize" in report:
         q = report["quantize"]
         table.add_row(f"{q['kind']} ({q['method']})", _mb(q["bytes"]), _err(q["logit_error_vs_unquantised"]))

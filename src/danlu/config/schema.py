@@ -65,7 +65,8 @@ class DataConfig(StrictModel):
     )
     template: str = Field(
         "auto",
-        description="Chat template: auto (the tokenizer's own), chatml, qwen, llama3, mistral, default, or a .jinja file.",
+        description="Chat template: auto (the tokenizer's own; without one, the family its special tokens name, e.g. "
+                    "gemma), chatml, qwen, llama3, mistral, gemma, default, or a .jinja file.",
     )
     system: str | None = Field(None, description="System prompt for samples that have none.")
     placeholders: dict[str, str] = Field(

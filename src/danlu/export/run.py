@@ -122,9 +122,10 @@ def _merged(model, source, tmp: Path, opts, adapter_logits, merge_error, prompts
     hf = tmp / ".merged" if opts.quantize else tmp
     merge.write_hf_dir(model, source, hf, dtype)
     reload = merge.reload_error(hf, adapter_logits, prompts)
-    if dtype == torch.float32 and reload["max_abs"] > merge.MERGE_TOLERANCE:
-        raise DanluError(f"the merged directory reloaded with transformers differs from the adapter model by "
-                         f"{reload['max_abs']:.2e}; nothing was written")
+    why = merge.merge_verdict(reload) if dtype == torch.float32 else None
+    if why:
+        raise DanluError(f"the merged directory reloaded with plain transformers does not compute what the adapter "
+                         f"model computes: {why}; nothing was written")
     return {"dtype": str(dtype).replace("torch.", ""), "merge_error": merge_error, "reload_error": reload,
             "bytes": merge.dir_size(hf, "*.safetensors"), "check": check.check_hf_dir(hf, source.trained)}
 
