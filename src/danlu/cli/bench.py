@@ -28,7 +28,6 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
-    from danlu.bench.peak import format_mfu
     from danlu.bench.runner import run_bench
     from danlu.config.load import load_config
 
@@ -40,15 +39,12 @@ def bench(
     for col in ("", "seed recipe", "danlu", "danlu / seed"):
         table.add_column(col)
 
-    def fmt(v, unit=""):
-        return "-" if v is None else (f"{v:,.1f}{unit}" if isinstance(v, float) else f"{v:,}{unit}")
-
     a, b, r = res["seed_recipe"], res["danlu"], res["ratios"]
     table.add_row("loss tokens / s", fmt(a["tokens_per_s"]), fmt(b["tokens_per_s"]), fmt(r["tokens_per_s"], "x"))
     table.add_row("peak memory (GiB)", fmt(a["peak_memory_bytes"] / 2**30), fmt(b["peak_memory_bytes"] / 2**30),
                   fmt(r["peak_memory"], "x"))
     table.add_row("final loss", fmt(a["final_loss"]), fmt(b["final_loss"]), fmt(r["final_loss"], "x"))
-    table.add_row("MFU", format_mfu(a["mfu"]), format_mfu(b["mfu"]), "")
+    table.add_row("MFU", percent(a["mfu"]), percent(b["mfu"]), "")
     table.add_row("precision", str(a["precision"]), str(b["precision"]), "")
     table.add_row("gradient checkpointing", str(a["gradient_checkpointing"]), str(b["gradient_checkpointing"]), "")
     Console().print(table)
@@ -69,6 +65,21 @@ def peak_line(peak: dict) -> str:
             "--remeasure-peak on a quiet machine)") if busy > 1 else ""
     return (f"MFU against a {dtype} peak of {flops / 1e9:,.0f} GFLOP/s — {peak['method']}{warn}"
             + (f"; {where}" if where else ""))
+
+
+def fmt(v, unit: str = "") -> str:
+    """A figure with the digits that matter: 1 decimal from 100 up, else 4 significant digits
+    (a loss of 0.0123 or a ratio of 0.98 must not print as 0.0 or 1.0)."""
+    if v is None:
+        return "-"
+    if not isinstance(v, float):
+        return f"{v:,}{unit}"
+    return f"{v:,.1f}{unit}" if abs(v) >= 100 else f"{v:.4g}{unit}"
+
+
+def percent(v) -> str:
+    """MFU 0.0166 → 1.66%."""
+    return "-" if v is None else f"{100 * v:.3g}%"
 
 
 def _warn_emulated_bf16(seed_precision: str) -> None:

@@ -321,6 +321,50 @@ def schema_match(preds, refs, inputs) -> Score:
     return Score(_mean(per), per)
 
 
+# ---- key facts stated -------------------------------------------------------------------------
+def has_facts(refs: list[str], inputs=None) -> bool:
+    items = (inputs.items if inputs else None) or []
+    return any(getattr(i, "reference_message", {}).get("facts") for i in items)
+
+
+CJK_SPACE = re.compile(r"\s+(?=[\u3400-\u9fff\uf900-\ufaff])|(?<=[\u3400-\u9fff\uf900-\ufaff])\s+")
+
+
+def _fact_text(text: str) -> str:
+    """NFKC, case-folded, spaces next to CJK characters dropped ("1 年" = "1年")."""
+    return CJK_SPACE.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
+@lru_cache(maxsize=4096)
+def _fact_pattern(fact: str) -> re.Pattern:
+    """`fact` found case- and width-insensitively, any run of spaces in it matching any spacing;
+    a fact that starts or ends with an ASCII letter or digit must not continue a word or number
+    there ("30" is not found in "300" or "2.30", "ten" not in "often"; "30" is in "30分钟")."""
+    f = _fact_text(fact).strip()
+    pattern = r"\s*".join(re.escape(part) for part in f.split())
+    if re.match(r"[a-z0-9]", f):
+        pattern = r"(?<![a-z0-9])(?<![0-9]\.)" + pattern
+    if re.search(r"[a-z0-9]$", f):
+        pattern += r"(?![a-z0-9])(?!\.[0-9])"
+    return re.compile(pattern)
+
+
+def states_facts(answer: str, facts: list) -> bool:
+    """True when the answer states every fact; a fact given as a list is stated by any of its spellings."""
+    text = _fact_text(answer)
+    return all(any(_fact_pattern(alt).search(text) for alt in ([f] if isinstance(f, str) else f)) for f in facts)
+
+
+@metric("facts", label="Key facts stated", label_zh="关键事实命中率", applies=has_facts)
+def facts(preds, refs, inputs) -> Score:
+    """Share of answers that state all the key facts of their row (`facts` in the eval data:
+    ["$29", ["7", "seven"]]); rows without facts are not counted."""
+    items = inputs.items or []
+    per = [100.0 * states_facts(p, i.reference_message["facts"])
+           for p, i in zip(preds, items) if i.reference_message.get("facts")]
+    return Score(_mean(per), per if len(per) == len(preds) else None, {"answers_with_facts": len(per)})
+
+
 # ---- tool calls --------------------------------------------------------------------------------
 def has_tool_calls(refs: list[str], inputs=None) -> bool:
     items = (inputs.items if inputs else None) or []

@@ -140,15 +140,28 @@ def _convert(path: Path, out: Path) -> None:
     plain.save_pretrained(str(out), safe_serialization=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    template_from = "the GGUF" if getattr(tok, "chat_template", None) else _install_family_template(tok)
     tok.save_pretrained(str(out))
     _save_generation_config(plain, tok, out)
     record = {"source": str(path), "size": path.stat().st_size, "key": file_key(path), "architecture": arch,
               "name": meta.get("general.name"), "eos_token": tok.eos_token,
-              "chat_template": bool(getattr(tok, "chat_template", None)),
+              "chat_template": template_from,
               "converter_version": CONVERTER_VERSION, "seconds": round(time.perf_counter() - start, 1)}
     (out / SOURCE_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
     log.info("%s: converted in %.0f s (eos %s, chat template %s)", path.name, record["seconds"],
-             tok.eos_token, "from the GGUF" if record["chat_template"] else "none")
+             tok.eos_token, template_from)
+
+
+def _install_family_template(tok) -> str:
+    """A GGUF without a chat template (gemma-3-270m base) gets its family's, so the folder chats
+    and serves without danlu too; a tokenizer of no known family stays without one."""
+    from danlu.chat.templates import TEMPLATE_DIR, family_of
+
+    family = family_of(tok)
+    if family != "default":
+        tok.chat_template = (TEMPLATE_DIR / f"{family}.jinja").read_text(encoding="utf-8")
+        return f"danlu's {family!r} (the GGUF has none)"
+    return "none"
 
 
 def _load_gguf(path: Path, arch: str):

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from danlu.plan.activations import Numerics, activation_bytes, offloaded
+from danlu.plan.batches import worst_batch
 from danlu.plan.calibration import calibration
 from danlu.plan.stages import stage_shape
 from danlu.plan.terms import GiB, Term, gb
@@ -173,13 +174,14 @@ def fp32_frozen_head(spec) -> bool:
 
 
 # ---- per-step terms ------------------------------------------------------------------------------
-def logits_bytes(spec, st, num, rows: int) -> tuple[float, float, str]:
-    """(forward peak, backward peak, detail) of the logits and cross-entropy buffers."""
+def logits_bytes(spec, st, num, rows: int, seq: int | None = None) -> tuple[float, float, str]:
+    """(forward peak, backward peak, detail) of the logits and cross-entropy buffers, for
+    `rows` rows of `seq` tokens (default train.max_length)."""
     arch = spec.arch
     if not st.lm_logits:
         n = rows * max(st.head_outputs, 1) * 4
         return n, 2 * n, f"{rows} rows × {max(st.head_outputs, 1)} outputs"
-    k = spec.max_length + spec.shape.prompt_tokens  # label positions, worst case: every position
+    k = (seq or spec.max_length) + spec.shape.prompt_tokens  # label positions, worst case: every position
     tokens = rows * k
     if spec.fused_loss and not st.teacher_logits:
         return fused_loss_bytes(spec, num, tokens)
@@ -301,8 +303,9 @@ def estimate_memory(spec) -> MemoryEstimate:
     if shape.quant_bits:  # dequantised to bitsandbytes' compute dtype (fp32 on a CPU, bf16 on a GPU)
         big = max(lin.d_in * lin.d_out for lin in arch.block_linears()) * (num.quant_out or (num.act if num.autocast else 4))
         terms.append(Term("dequantised", big, "one weight dequantised for its matmul (the largest)"))
-    rows = spec.batch_size * st.rows
-    act = activation_bytes(arch, shape, num, batch=rows, seq=spec.max_length, checkpointing=spec.gradient_checkpointing)
+    batch = worst_batch(spec)  # batch_size × max_length, or the data's largest micro-batch when counted
+    rows, seq = batch.rows * st.rows, batch.width
+    act = activation_bytes(arch, shape, num, batch=rows, seq=seq, checkpointing=spec.gradient_checkpointing)
     ckpt = "checkpointed block inputs" if spec.gradient_checkpointing else "all blocks"
     if spec.offload_activations and spec.device == "cuda":
         act, moved = offloaded(act, checkpointing=spec.gradient_checkpointing)
@@ -313,11 +316,12 @@ def estimate_memory(spec) -> MemoryEstimate:
     else:
         offload_note = None
     terms.append(Term("activations", act.blocks + act.head,
-                      f"{rows} rows × {spec.max_length} tokens, {arch.layers} blocks ({ckpt}), {num.attn}"))
+                      f"{rows} rows × {seq} tokens, {arch.layers} blocks ({ckpt}), {num.attn}"
+                      + (f"; {batch.note}" if batch.note else "")))
     if act.recompute:
         back = "rebuilt" if spec.gradient_checkpointing else "brought back from host memory"
         terms.append(Term("recompute", act.recompute, f"one block's activations {back} during backward"))
-    lf, lb, ldetail = logits_bytes(spec, st, num, rows)
+    lf, lb, ldetail = logits_bytes(spec, st, num, rows, seq)
     terms.append(Term("logits", lb, ldetail))
     terms += runtime_terms(spec) + allocator_terms(spec, act)
     phases = _phases(spec, terms, act, lf, lb, extra_transient)

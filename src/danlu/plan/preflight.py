@@ -48,3 +48,23 @@ def check_memory(cfg, *, strict: bool = False):
         raise UserError(msg, where="--strict-memory", hint=hint)
     log.warning("%s; the run may run out of memory (%s)", msg, hint)
     return est
+
+
+def peak_for_data(cfg, train_ds) -> int | None:
+    """The predicted peak once the training set is tokenised: its real sample lengths set the
+    largest micro-batch (danlu.plan.batches) instead of batch_size × max_length. None when
+    the model's shape is unknown or the dataset does not give its lengths (preference pairs)."""
+    from danlu.plan.estimate import estimate_memory
+    from danlu.plan.hardware import this_machine
+    from danlu.plan.spec import spec_from_config
+
+    try:
+        lengths = list(train_ds.lengths)  # danlu's TokenizedDataset (SFT, pretraining)
+        device = this_machine()
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        spec = spec_from_config(cfg, device=device.kind, gpus=world if device.kind == "cuda" else 1)
+    except (UserError, AttributeError, TypeError, ValueError) as exc:
+        log.info("data-aware memory estimate skipped: %s", str(exc).splitlines()[0])
+        return None
+    spec.dataset_tokens, spec.dataset_samples, spec.extra["lengths"] = sum(lengths), len(lengths), lengths
+    return estimate_memory(spec).peak_bytes

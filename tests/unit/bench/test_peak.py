@@ -8,7 +8,7 @@ import json
 import pytest
 
 from danlu.bench import peak
-from danlu.cli.bench import peak_line
+from danlu.cli.bench import peak_line, percent
 
 
 class FakeMeasure:
@@ -78,7 +78,7 @@ def test_an_unknown_gpu_has_no_vendor_peak():
 
 @pytest.mark.parametrize("v,text", [(0.0166, "1.66%"), (0.179, "17.9%"), (0.000123, "0.0123%"), (None, "-")])
 def test_mfu_prints_three_significant_digits(v, text):
-    assert peak.format_mfu(v) == text
+    assert percent(v) == text
 
 
 def test_the_peak_line_names_method_and_cache():

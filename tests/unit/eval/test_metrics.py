@@ -171,3 +171,52 @@ def test_tool_call_metrics_score_parsed_calls_against_the_reference_calls():
     mixed = M.compute(["tool_call_exact"], preds[:2], ["", "a"], M.MetricInputs(items=[items[0], text_item]))
     assert mixed["tool_call_exact"].value == 100 and mixed["tool_call_exact"].per_sample is None
     assert "tool_call_exact" not in M.choose(["a"], M.MetricInputs(items=[text_item]))
+
+
+@pytest.mark.parametrize("answer,facts,stated", [
+    ("The reset link is valid for 30 minutes.", ["30"], True),
+    ("重置链接 30 分钟内有效。", ["30"], True),  # a digit next to CJK is still a number on its own
+    ("It is valid for 300 minutes.", ["30"], False),  # not a prefix of a longer number ...
+    ("Version 2.30 of the app", ["30"], False),  # ... nor its decimal part
+    ("We guarantee 99.99% uptime.", ["99.9"], False),
+    ("We guarantee 99.9% uptime.", ["99.9"], True),
+    ("Business is $29 per agent.", ["$29"], True),
+    ("Business is ＄２９ per agent.", ["$29"], True),  # full-width forms (NFKC)
+    ("You get ten backup codes.", [["10", "ten"]], True),
+    ("We often help.", [["10", "ten"]], False),  # a word, not a substring
+    ("审计日志保留 1 年。", [["一年", "1年"]], True),  # spaces beside CJK do not count
+    ("Data stays in FRANKFURT or Singapore.", ["Frankfurt", "Singapore"], True),
+    ("Data stays in Frankfurt.", ["Frankfurt", "Singapore"], False),  # every fact is needed
+    ("Write to support@flowdesk.example.", ["support@flowdesk.example"], True),
+])
+def test_states_facts(answer, facts, stated):
+    assert M.states_facts(answer, facts) is stated
+
+
+def test_facts_metric_scores_rows_with_facts_and_is_chosen_only_for_them(tmp_path):
+    from danlu.eval.generate import read_items
+
+    data = tmp_path / "recall.jsonl"
+    data.write_text('{"instruction": "Price?", "output": "$29 per agent.", "facts": ["$29"]}\n'
+                    '{"instruction": "Limit?", "output": "600 a minute.", "facts": [["600", "six hundred"]]}\n'
+                    '{"instruction": "Hi", "output": "Hello."}\n', encoding="utf-8")
+    items = read_items(str(data))
+    inputs = M.MetricInputs(items=items)
+    assert "facts" in M.choose([i.reference for i in items], inputs)
+    score = M.compute(["facts"], ["It is $29.", "About 60 a minute.", "Hello."], [i.reference for i in items], inputs)
+    assert score["facts"].value == 50 and score["facts"].per_sample is None
+    assert score["facts"].detail == {"answers_with_facts": 2}
+    plain = M.MetricInputs(items=items[2:])
+    assert "facts" not in M.choose(["Hello."], plain)
+
+
+@pytest.mark.parametrize("facts", [[], "30", [""], [["30", 7]], [[]]])
+def test_malformed_facts_are_a_row_error(tmp_path, facts):
+    import json
+
+    from danlu.data.formats.alpaca import Alpaca
+    from danlu.data.formats.base import FormatOptions
+    from danlu.chat.messages import RowError
+
+    with pytest.raises(RowError, match="'facts'"):
+        Alpaca().convert(json.loads(json.dumps({"instruction": "q", "output": "a", "facts": facts})), FormatOptions())

@@ -21,6 +21,8 @@ PUBLISHED = {
     "microsoft/Phi-3-mini-4k-instruct": 3.82e9, "microsoft/phi-4": 14.7e9, "microsoft/phi-2": 2.78e9,
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": 1.78e9, "google-bert/bert-base-uncased": 109_482_240,
     "sentence-transformers/all-MiniLM-L6-v2": 22_713_216, "google-bert/bert-large-uncased": 335_141_888,
+    # issue 18's packaged real models: the tensors of their dequantised GGUF checkpoints, counted
+    "HuggingFaceTB/SmolLM2-135M-Instruct": 134_515_008, "google/gemma-3-270m": 268_098_176,
 }
 # the smallest entry of each family, instantiated by transformers on the meta device
 ONE_PER_FAMILY = ["Qwen/Qwen2.5-0.5B", "Qwen/Qwen3-0.6B", "meta-llama/Llama-3.2-1B", "mistralai/Mistral-7B-v0.3",

@@ -42,3 +42,30 @@ def test_issue_10_grid_within_15_percent():
     assert len(grid) == 30
     ratios = {r["config"]: predicted_peak(r) / r["measured"]["peak_rss_bytes"] for r in grid}
     assert {k: round(v, 3) for k, v in ratios.items() if abs(v - 1) > 0.15} == {}
+
+
+REAL_READING = ROOT / "bench" / "results" / "plan-2026-12-06-cpu-real.json"
+
+
+def real_ratios(model: str) -> dict[str, float]:
+    rows = [r for r in json.loads(REAL_READING.read_text(encoding="utf-8"))["rows"]
+            if r["model"] == model and "peak_rss_bytes" in r.get("measured", {})]
+    assert rows, model
+    return {r["config"]: predicted_peak(r) / r["measured"]["peak_rss_bytes"] for r in rows}
+
+
+def test_smollm2_within_15_percent_of_its_reading():
+    """Issue 18: SmolLM2-135M (llama, tied 49k vocabulary), planned from the bundled shape
+    table exactly as the run was, against the peak RSS of real `danlu train` runs."""
+    ratios = real_ratios("smollm2-135m")
+    assert len(ratios) >= 3
+    assert {k: round(v, 3) for k, v in ratios.items() if abs(v - 1) > 0.15} == {}
+
+
+@pytest.mark.xfail(strict=True, reason="gemma-3-270m LoRA reads 0.75: the step's tensors are right (live growth "
+                   "709 vs 701 MiB) but the process is ~250 MiB larger with its 262k-vocabulary tokenizer and glibc "
+                   "keeps ~530 MiB (not 0.41 x activations) around the fused loss's 128 x 262k chunks; "
+                   "docs/notes/issue-18c.md")
+def test_gemma3_within_15_percent_of_its_reading():
+    ratios = real_ratios("gemma3-270m")
+    assert {k: round(v, 3) for k, v in ratios.items() if abs(v - 1) > 0.15} == {}

@@ -1,9 +1,10 @@
-"""alpaca: {"instruction", "input", "output", "system"?, "history"?: [[q, a], ...]}."""
+"""alpaca: {"instruction", "input", "output", "system"?, "history"?: [[q, a], ...], "facts"?: [...]}.
+`facts` (eval rows) rides on the answer message for the `facts` metric; templates ignore it."""
 
 from __future__ import annotations
 
 from danlu.chat.messages import Conversation, RowError
-from danlu.data.formats.base import Format, FormatOptions, finish_messages, text_field
+from danlu.data.formats.base import Format, FormatOptions, facts_field, finish_messages, text_field
 from danlu.data.formats.registry import register_format
 
 
@@ -33,5 +34,9 @@ class Alpaca(Format):
             if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
                 raise RowError(f"history item {n + 1} must be [question, answer]")
             messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
-        messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+        answer = {"role": "assistant", "content": output}
+        facts = facts_field(row)
+        if facts is not None:
+            answer["facts"] = facts
+        messages += [{"role": "user", "content": prompt}, answer]
         return Conversation(finish_messages(messages, opts))

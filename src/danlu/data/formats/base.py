@@ -45,6 +45,21 @@ def text_field(row: dict, key: str, *, required: bool = True, allow_empty: bool 
     return value
 
 
+def facts_field(row: dict) -> list | None:
+    """The optional `facts` of an eval row: key facts its answer must state, each a string or a
+    list of equivalent spellings (["$29", ["600", "六百"]]); scored by the `facts` metric."""
+    value = row.get("facts")
+    if value is None:
+        return None
+    ok = isinstance(value, list) and value and all(
+        (isinstance(f, str) and f.strip())
+        or (isinstance(f, list) and f and all(isinstance(a, str) and a.strip() for a in f)) for f in value)
+    if not ok:
+        raise RowError("field 'facts' must be a non-empty list of strings or lists of equivalent strings, "
+                       'e.g. ["$29", ["7", "seven"]]')
+    return value
+
+
 def describe_value(value) -> str:
     """How a non-string value reads in a message: 'a number (4)', 'NaN', 'a list'."""
     if isinstance(value, float) and value != value:
