@@ -21,6 +21,9 @@ def bench(
         "as-written", "--seed-precision",
         help="as-written: TRL's defaults (bf16 autocast, gradient checkpointing); fp32: autocast off, "
              "the fair side on a CPU without native bf16."),
+    remeasure_peak: bool = typer.Option(
+        False, "--remeasure-peak",
+        help="Measure this machine's matmul peak again (MFU's denominator) and overwrite the cached figure."),
 ):
     from rich.console import Console
     from rich.table import Table
@@ -31,7 +34,7 @@ def bench(
     cfg = load_config(config, overrides or [])
     _warn_emulated_bf16(seed_precision)
     res = run_bench(cfg, Path(out), results_dir=Path(results), seed_precision=seed_precision,
-                    name=Path(config).stem)
+                    name=Path(config).stem, remeasure_peak=remeasure_peak)
     table = Table(title=f"danlu bench — {res['hardware']}")
     for col in ("", "seed recipe", "danlu", "danlu / seed"):
         table.add_column(col)
@@ -45,8 +48,23 @@ def bench(
     table.add_row("precision", str(a["precision"]), str(b["precision"]), "")
     table.add_row("gradient checkpointing", str(a["gradient_checkpointing"]), str(b["gradient_checkpointing"]), "")
     Console().print(table)
+    typer.echo(peak_line(res["peak_flops"]))
     if res.get("written_to"):
         typer.echo(f"written to {res['written_to']}")
+
+
+def peak_line(peak: dict) -> str:
+    """Which peak MFU divides by, and where it came from."""
+    from danlu.bench.peak import mfu_peak
+
+    flops, dtype = mfu_peak(peak)
+    where = {"cache": f"cached in {peak.get('cache_file')} ({peak.get('measured_at')}); --remeasure-peak to redo",
+             "measured now": f"cached in {peak.get('cache_file')}; --remeasure-peak to redo"}.get(peak.get("source"), "")
+    busy = peak.get("load_at_measure") or 0
+    warn = (f" (measured with {busy:g} runnable processes per core: the peak reads low and MFU high; "
+            "--remeasure-peak on a quiet machine)") if busy > 1 else ""
+    return (f"MFU against a {dtype} peak of {flops / 1e9:,.0f} GFLOP/s — {peak['method']}{warn}"
+            + (f"; {where}" if where else ""))
 
 
 def fmt(v, unit: str = "") -> str:
