@@ -19,8 +19,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("danlu", "danlu.errors", "danlu.registry", "danlu.paths", "danlu.log", "danlu.faults",
               "danlu.schema_base", "danlu.runplan", "danlu.diskspace",  # runplan: torch-free run decisions (h22b)
               "danlu.progress", "danlu.files")),  # progress bars and artefact file modes, used at every layer
-    ("models", ("danlu.models",)),  # loading weights and tokenizers; the hub endpoint data reads too
-    ("chat", ("danlu.chat",)),  # messages, chat templates, tool calls
+    ("chat", ("danlu.chat",)),  # messages, chat templates, tool calls (pure text: no weights)
+    ("models", ("danlu.models",)),  # loading weights and tokenizers (a GGUF conversion writes a chat template)
     ("data", ("danlu.data", "danlu.interop")),  # interop: LLaMA-Factory datasets read as `lf:` sources
     ("methods", ("danlu.methods",)),
     ("infer", ("danlu.infer",)),
