@@ -51,6 +51,17 @@ class _StderrHandler(logging.StreamHandler):
     def stream(self, value):
         pass
 
+    def emit(self, record):
+        """Above a progress bar being drawn, never on its line."""
+        from danlu import progress
+
+        if not progress.active():
+            return super().emit(record)
+        try:
+            progress.write(self.format(record))
+        except Exception:  # noqa: BLE001 (logging must not raise)
+            self.handleError(record)
+
 
 def _quiet_deepspeed() -> None:
     """accelerate imports DeepSpeed whenever it is installed (unwrapping a model to save it), and

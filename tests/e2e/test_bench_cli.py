@@ -31,6 +31,8 @@ def test_bench_runs_both_sides_and_writes_the_ratios(tmp_path):
         assert side["final_loss"] > 0 and 0 < side["mfu"] < 1
     assert out["ratios"]["tokens_per_s"] == round(ours["tokens_per_s"] / seed["tokens_per_s"], 4)
     assert "loss tokens / s" in res.stdout and "danlu / seed" in res.stdout
+    assert "best of" in out["peak_flops"]["method"] and out["peak_flops"]["source"] in ("cache", "measured now")
+    assert "MFU against a" in res.stdout and "%" in res.stdout  # 3 significant digits, not 0.0
 
 
 def test_bench_refuses_a_method_it_cannot_compare(tmp_path):

@@ -97,3 +97,26 @@ def test_llama_cpp_loads_the_export_and_agrees_with_transformers(merged, kind, t
     print(f"\n{run.name} {kind}: max |Δlogit| llama.cpp vs transformers {worst:.2e}; "
           f"weights-only {weight_error:.2e}; tolerance {tolerance:.2e}")
     assert worst <= tolerance
+
+
+@pytest.mark.parametrize("kind, fallback", [("q4_k_m", "Q5_0"), ("q6_k", "Q8_0")])
+def test_llama_cpp_k_quants_load_with_llama_cpps_fallback_for_small_rows(merged, kind, fallback, tmp_path):
+    """k-quants come from llama.cpp's own quantiser. The tiny models' rows (64, 176) are not blocks
+    of 256: llama.cpp falls back per tensor (64 → a 32-block type, 176 → F16), and the file must
+    still load in llama.cpp with logits within the same bound as f16/q8_0 (3·E_w + 1e-3)."""
+    run, merged_dir = merged
+    report = export_run(str(run), tmp_path / kind, ExportOptions(gguf=True, gguf_type=kind))
+    g = report["gguf"]
+    assert g["file"] == f"model-{kind}.gguf" and fallback in g["tensor_types"] and "F16" in g["tensor_types"]
+    assert f"FROM ./model-{kind}.gguf" in (tmp_path / kind / "Modelfile").read_text()
+    llm = llama_cpp.Llama(model_path=str(tmp_path / kind / g["file"]), n_ctx=512, logits_all=True,
+                          n_threads=1, verbose=False)
+    model, tok = hf_model(merged_dir)
+    worst = 0.0
+    for messages in CONVERSATIONS:
+        ids = tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+                  add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            ref = model(torch.tensor([ids])).logits[0]
+        worst = max(worst, float((cpp_logits(llm, ids)[:, : ref.shape[-1]] - ref).abs().max()))
+    assert worst <= 3 * g["logit_error_dequantized"]["max_abs"] + 1e-3

@@ -72,3 +72,23 @@ def test_builtin_model_trains_with_its_own_file():
     raw = Tokenizer.from_file(str(builtin_path("builtin:tiny") / "tokenizer.json"))
     for text in (TEXT, "It's 2024-06-01: x=3.14159!!  end\n\n"):
         assert tok(text, add_special_tokens=False)["input_ids"] == raw.encode(text, add_special_tokens=False).ids
+
+
+def test_a_file_saved_with_padding_on_is_not_a_difference(saved_dir, tmp_path):
+    """BERT-style tokenizer.json files (the MiniLM package's) are saved with padding to a fixed
+    length: one encode of the probe then carries [PAD] pieces that the loaded tokenizer does not add.
+    That is a setting of the file, not another split: the load must go through unchanged."""
+    import shutil
+
+    from tokenizers import Tokenizer
+
+    from danlu.models.load import load_tokenizer
+
+    padded = tmp_path / "padded"
+    shutil.copytree(saved_dir, padded)
+    raw = Tokenizer.from_file(str(padded / "tokenizer.json"))
+    raw.enable_padding(pad_id=0, pad_token="<|endoftext|>", length=128)
+    raw.save(str(padded / "tokenizer.json"))
+    tok = load_tokenizer(str(padded))
+    assert tok(TEXT, add_special_tokens=False)["input_ids"] == Tokenizer.from_file(
+        str(saved_dir / "tokenizer.json")).encode(TEXT, add_special_tokens=False).ids

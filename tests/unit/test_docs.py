@@ -25,3 +25,20 @@ def test_reference_lists_every_contract_key():
                 "train.grad_accum", "train.max_length", "train.seed", "train.save_steps", "train.deterministic",
                 "output_dir"):
         assert f"`{key}`" in text, key
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_table_row_has_four_cells(lang):
+    """A bare | in a description (data.format's alpaca | sharegpt ...) would split the row."""
+    import re
+
+    from danlu.config.docs import reference_markdown
+
+    for row in reference_markdown(lang).splitlines():
+        cells = re.split(r"(?<!\\)\|", row.strip())[1:-1]
+        assert len(cells) == 4, row
+
+
+def test_docs_ui_links_its_translation():
+    assert "ui.zh-CN.md" in (ROOT / "docs" / "ui.md").read_text(encoding="utf-8")
+    assert "ui.md" in (ROOT / "docs" / "ui.zh-CN.md").read_text(encoding="utf-8")

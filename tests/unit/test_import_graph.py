@@ -17,9 +17,10 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # lowest first; a module may import from its own layer and the ones above it in this list
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("danlu", "danlu.errors", "danlu.registry", "danlu.paths", "danlu.log", "danlu.faults",
-              "danlu.schema_base", "danlu.runplan", "danlu.diskspace")),  # runplan: torch-free run decisions (h22b)
-    ("models", ("danlu.models",)),  # loading weights and tokenizers; the hub endpoint data reads too
-    ("chat", ("danlu.chat",)),  # messages, chat templates, tool calls
+              "danlu.schema_base", "danlu.runplan", "danlu.diskspace",  # runplan: torch-free run decisions (h22b)
+              "danlu.progress", "danlu.files")),  # progress bars and artefact file modes, used at every layer
+    ("chat", ("danlu.chat",)),  # messages, chat templates, tool calls (pure text: no weights)
+    ("models", ("danlu.models",)),  # loading weights and tokenizers (a GGUF conversion writes a chat template)
     ("data", ("danlu.data", "danlu.interop")),  # interop: LLaMA-Factory datasets read as `lf:` sources
     ("methods", ("danlu.methods",)),
     ("infer", ("danlu.infer",)),

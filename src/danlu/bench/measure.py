@@ -1,5 +1,5 @@
 """Measurements shared by both sides of a benchmark: per-step timing and loss-token counts,
-peak memory of a process tree, the device's peak FLOP/s, and MFU."""
+peak memory of a process tree, useful FLOPs per token (the peak MFU divides by: peak.py)."""
 
 from __future__ import annotations
 
@@ -63,33 +63,6 @@ def steady_tokens_per_s(steps: list[dict]) -> float | None:
     """Median of per-step loss tokens / step seconds, leaving out the warm-up steps."""
     rates = [s["tokens"] / s["seconds"] for s in steps[WARMUP_STEPS:] if s["seconds"] > 0]
     return statistics.median(rates) if rates else None
-
-
-def peak_flops() -> dict:
-    """This device's matmul peak, measured: a large fp32 matmul (and bf16 where it is native)."""
-    import torch
-
-    def rate(dtype, device, n):
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-        reps, t0 = 5, time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return 2 * n**3 * reps / (time.perf_counter() - t0)
-
-    from danlu.models.load import compute_precision
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    n = 8192 if device == "cuda" else 2048
-    out = {"device": device, "fp32": rate(torch.float32, device, n)}
-    if compute_precision("auto") == "bf16":
-        out["bf16"] = rate(torch.bfloat16, device, n)
-    return out
 
 
 def useful_flops_per_token(n_base: int, n_trainable: int, full: bool) -> float:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from danlu.bench.measure import peak_flops, python, run_measured, steady_tokens_per_s, useful_flops_per_token
+from danlu.bench.measure import python, run_measured, steady_tokens_per_s, useful_flops_per_token
+from danlu.bench.peak import mfu_peak, peak_flops
 from danlu.errors import ConfigError, DanluError, DataError, UserError
 
 SEED_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -121,7 +122,7 @@ def _env() -> dict:
 def summarise(side: dict, peak: dict, n_base: int) -> dict:
     tps = steady_tokens_per_s(side["steps"])
     flops = useful_flops_per_token(n_base, side.get("trainable_params") or 0, full=False)
-    best = max(v for k, v in peak.items() if k in ("fp32", "bf16"))
+    best, _ = mfu_peak(peak)
     mem = side.get("peak_cuda_bytes") or side["peak_rss_bytes"]
     return {"tokens_per_s": tps, "peak_memory_bytes": mem, "peak_rss_bytes": side["peak_rss_bytes"],
             "final_loss": side["final_loss"], "loss_tokens": side.get("loss_tokens"), "runtime_s": side.get("runtime_s"),
@@ -134,7 +135,7 @@ SEED_PRECISIONS = ("as-written", "fp32")
 
 
 def run_bench(cfg, out_dir: Path, *, results_dir: Path | None = None, seed_precision: str = "as-written",
-              name: str | None = None) -> dict:
+              name: str | None = None, remeasure_peak: bool = False) -> dict:
     """seed_precision: "as-written" keeps TRL's defaults (bf16 autocast); "fp32" turns autocast off,
     the fair comparison on a CPU without native bf16."""
     from danlu.methods.lora import Lora
@@ -150,7 +151,7 @@ def run_bench(cfg, out_dir: Path, *, results_dir: Path | None = None, seed_preci
         raise UserError(f"--seed-precision {seed_precision!r}: choose one of {', '.join(SEED_PRECISIONS)}")
     seed = run_seed(cfg, text, out_dir, lr, bf16=False if seed_precision == "fp32" else None)
     ours = run_danlu(cfg, text, out_dir, lr)
-    peak = peak_flops()
+    peak = peak_flops(remeasure=remeasure_peak)
     n_base = (ours["total_params"] or 0) - (ours["trainable_params"] or 0)
     a, b = summarise(seed, peak, n_base), summarise(ours, peak, n_base)
     ratios = {"tokens_per_s": _ratio(b["tokens_per_s"], a["tokens_per_s"]),

@@ -20,7 +20,11 @@ def chat(
     from danlu.infer.generate import generate, stream
     from danlu.infer.load import load_for_inference
 
+    from danlu.models.chain import describe
+
     loaded = load_for_inference(target)
+    if describe(loaded.info):
+        typer.echo(f"adapter chain: {loaded.base_model} → {describe(loaded.info)}", err=True)
     history: list[dict] = [{"role": "system", "content": system}] if system else []
     if prompt is not None:
         out = generate(loaded, [history + [{"role": "user", "content": prompt}]], max_new_tokens=max_new_tokens,

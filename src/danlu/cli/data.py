@@ -34,6 +34,9 @@ def _list(value: str | None, flag: str, cast=str) -> tuple:
         raise UserError(f"cannot read {value!r} as a comma-separated list of {cast.__name__}", where=flag) from None
 
 
+TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"  # trained spans when the output has no colour
+
+
 @data_app.command("render")
 def render(
     target: str = typer.Argument(..., help="A run config (.yaml) or a data file."),
@@ -54,14 +57,21 @@ def render(
     from rich.text import Text
 
     console = Console(highlight=False)
-    console.print("[dim]legend:[/dim] [black on green]trained (has labels)[/black on green]  [dim]not trained[/dim]")
+    plain = console.color_system is None  # piped, a log file, NO_COLOR: colour would be lost; mark in text
+    if plain:
+        console.print(f"legend: {TRAINED_OPEN}trained (has labels){TRAINED_CLOSE}  not trained", markup=False)
+    else:
+        console.print("[dim]legend:[/dim] [black on green]trained (has labels)[/black on green]  [dim]not trained[/dim]")
     for s in samples:
         enc = s.encoded
         console.rule(f"{s.where} — {len(enc)} tokens, {enc.num_labels} trained")
         text = Text()
         for trained, ids in spans(enc):
             piece = tok.decode(ids, skip_special_tokens=False)
-            text.append(piece, style="black on green" if trained else "dim")
+            if plain:
+                text.append(f"{TRAINED_OPEN}{piece}{TRAINED_CLOSE}" if trained else piece)
+            else:
+                text.append(piece, style="black on green" if trained else "dim")
         console.print(text)
 
 
@@ -160,13 +170,18 @@ def scrub(
     source: str = typer.Argument(..., help="A data file or folder."),
     output: str = typer.Option(None, "--output", "-o", help=OUT_HELP),
     types: str = typer.Option(None, "--types", help="Only these: secret,email,id_card,bank_card,phone,ip (default: all)."),
+    allow: list[str] = typer.Option(None, "--allow", help="Keep this address, number or @domain (repeatable; "
+                                    "e.g. support@acme.com, @acme.com, 400-800-1234)."),
+    allow_file: list[str] = typer.Option(None, "--allow-file", help="A file of such entries, one a line (# comments)."),
     on_bad_row: str = typer.Option("error", "--on-bad-row", help=BAD_ROW_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ):
-    """Replace personal data with <EMAIL>, <PHONE>, <ID_CARD>, <BANK_CARD>, <IP>, <SECRET>."""
-    from danlu.workbench.pii import scrub_data
+    """Replace personal data with <EMAIL>, <PHONE>, <ID_CARD>, <BANK_CARD>, <IP>, <SECRET>; --allow keeps
+    the company's own public contacts."""
+    from danlu.workbench.pii import allow_list, scrub_data
 
-    print_summary(scrub_data(source, output, kinds=_list(types, "--types"), on_bad_row=on_bad_row), as_json)
+    print_summary(scrub_data(source, output, kinds=_list(types, "--types"), on_bad_row=on_bad_row,
+                             allow=allow_list(allow or [], allow_file or [])), as_json)
 
 
 @data_app.command("decontam")

@@ -1,4 +1,4 @@
-"""danlu export RUN_DIR -o DIR [--merge] [--quantize int8|int4] [--gguf [--gguf-type f16|q8_0]]"""
+"""danlu export RUN_DIR -o DIR [--merge] [--quantize int8|int4] [--gguf [--gguf-type f16|q8_0|q4_k_m|q5_k_m|q6_k]]"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def export(
     merge: bool = typer.Option(False, "--merge", help="Fold the adapter into the base: a plain HF safetensors dir."),
     quantize: str = typer.Option(None, "--quantize", help="int8 | int4: bitsandbytes weight-only quantisation."),
     gguf: bool = typer.Option(False, "--gguf", help="Also write a GGUF file and an Ollama Modelfile."),
-    gguf_type: str = typer.Option("f16", "--gguf-type", help="f16 | q8_0"),
+    gguf_type: str = typer.Option("f16", "--gguf-type", help="f16 | q8_0 | q4_k_m | q5_k_m | q6_k (the k-quants need danlu[llamacpp])"),
     dtype: str = typer.Option("auto", "--dtype", help="Merged weights on disk: auto (the base's) | float32 | "
                               "bfloat16 | float16."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
@@ -67,5 +67,7 @@ def _print(report: dict) -> None:
         table.add_row(f"{g['file']} ({g['architecture']}, pre {g['tokenizer_pre']})", _mb(g["bytes"]),
                       _err(g["logit_error_dequantized"]))
     Console(stderr=False).print(table)
+    if report.get("chain"):
+        typer.echo(f"adapter chain: {report['base_model']} → {report['chain']}")
     typer.echo(f"template {report['template']!r}, turn end {report['turn_end']!r}, "
                f"stop ids {report['stop_token_ids']}: carried into every artefact (checked)")

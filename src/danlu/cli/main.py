@@ -47,12 +47,17 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More log output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars (they are also off when stderr "
+                               "is not a terminal; DANLU_PROGRESS=1 forces them)."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
                                  callback=_print_version),
 ):
     from danlu.log import setup_logging
 
     setup_logging(verbose)
+    from danlu.progress import set_quiet
+
+    set_quiet(quiet)
 
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:

@@ -38,4 +38,4 @@ def methods(
                       else [r.get("error", "-"), "-"])
         merge = "yes" if r["can_merge"] else ("n/a (saves the model)" if r["artefact"] == "model" else "no")
         table.add_row(name, r["trains"], *counts, merge, r["inference_cost"], r["memory_class"])
-    Console(width=200).print(table)
+    Console().print(table)  # the terminal's width (80 when piped; COLUMNS overrides); cells wrap

@@ -44,6 +44,13 @@ def _type_text(ann) -> str:
     return getattr(ann, "__name__", str(ann))
 
 
+def escape_cell(text: str) -> str:
+    """A table cell: a bare | would end the cell (an escaped one stays as it is)."""
+    import re
+
+    return re.sub(r"(?<!\\)\|", r"\\|", text)
+
+
 def _default(field) -> str:
     if field.is_required():
         return "(required)"
@@ -59,9 +66,10 @@ def _rows(cls, prefix: str, lang: str, zh: dict, zh_prefix: str | None = None) -
         if name == "name" and prefix == "method":
             continue
         key = f"{prefix}.{name}" if prefix else name
-        desc = (field.description or "").replace("|", "\\|")
+        desc = field.description or ""
         if lang == "zh":
             desc = zh.get(f"{zh_prefix or prefix}.{name}" if (zh_prefix or prefix) else name, desc)
+        desc = escape_cell(desc)
         rows.append(f"| `{key}` | {_type(field)} | {_default(field)} | {desc} |")
     return rows
 
@@ -82,6 +90,8 @@ def reference_markdown(lang: str = "en") -> str:
     out.append(f"| `stage` | {bar.join(n for n, _ in STAGES)} | `\"sft\"` | {stage_desc} |")
     out_desc = cls.model_fields["output_dir"].description if lang == "en" else zh.get("output_dir", "")
     out.append(f"| `output_dir` | str | `\"runs/danlu\"` | {out_desc} |")
+    ow_desc = cls.model_fields["overwrite_output_dir"].description if lang == "en" else zh.get("overwrite_output_dir", "")
+    out.append(f"| `overwrite_output_dir` | bool | `false` | {escape_cell(ow_desc)} |")
     names = ", ".join(f"`{n}`" + (f" ({', '.join(METHODS.aliases_of(n))})" if METHODS.aliases_of(n) else "")
                       for n, _ in METHODS)
     method_desc = "Fine-tuning method" if lang == "en" else zh.get("method.name", "")

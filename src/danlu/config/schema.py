@@ -32,6 +32,21 @@ class ModelConfig(StrictModel):
         "auto", description="Attention kernel. auto: flash_attention_2 on CUDA when flash-attn is installed and "
         "compute is bf16/fp16 (packing is then padding-free varlen), else sdpa."
     )
+    adapter: str | None = Field(
+        None, description="An earlier adapter to train on: a run directory (runs/my-sft) or a PEFT adapter folder "
+        "(SFT → DPO/KTO/ORPO on the same LoRA, or SFT again on new data). A run given as name_or_path sets this.",
+    )
+    adapter_mode: Literal["continue", "stack"] = Field(
+        "continue", description="continue: train that adapter further (its method options are kept); stack: merge "
+        "it into the base, frozen, and train a new adapter on top.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_as_model(cls, data):
+        from danlu.models.chain import split_run_dir
+
+        return split_run_dir(data)
 
 
 class DataConfig(StrictModel):
@@ -220,6 +235,9 @@ class RunConfigBase(StrictModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output_dir: str = Field("runs/danlu", description="Run directory: config, metrics, checkpoints, final artefact.")
+    overwrite_output_dir: bool = Field(
+        False, description="Delete an earlier run in output_dir before training (as `danlu train --overwrite`)."
+    )
 
     @field_validator("output_dir")
     @classmethod

@@ -43,7 +43,8 @@ def read_rows(source: str) -> Iterator[RawRow]:
         }.get(p.suffix.lower())
         if reader is None:
             raise DataError(f"unsupported data file type {p.suffix!r}", where=str(p), hint=f"use {', '.join(SUFFIXES)}")
-        yield from reader(p)
+        with _Meter(p) as meter:
+            yield from reader(p, meter)
         return
     if looks_like_path(source):
         raise DataError(f"data file not found: {source}")
@@ -83,7 +84,7 @@ def _encoding(path: Path) -> str:
     return "utf-8"
 
 
-def lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+def lines(path: Path, meter: _Meter | None = None) -> Iterator[tuple[int, str | None, str | None]]:
     """(line number, text, None) per line, or (line number, None, why) for a line that is not valid
     UTF-8: each line is decoded on its own, so one bad byte costs that line only. A UTF-8 BOM is
     dropped; a UTF-16/32 file (with its BOM) is decoded as such. Line ends (LF, CRLF) stripped."""
@@ -95,6 +96,8 @@ def lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
         return
     with open(path, "rb") as fh:
         for n, raw in enumerate(fh, 1):
+            if meter is not None and n % 512 == 0:
+                meter.at(fh.tell())
             if n == 1 and raw.startswith(BOMS[0][0]):
                 raw = raw[3:]
             try:
@@ -140,8 +143,8 @@ def _parse_object(line: str) -> tuple[dict | None, str | None]:
     return obj, None
 
 
-def _jsonl(path: Path) -> Iterator[RawRow]:
-    for lineno, line, error in lines(path):
+def _jsonl(path: Path, meter: _Meter | None = None) -> Iterator[RawRow]:
+    for lineno, line, error in lines(path, meter):
         where = f"{path}:{lineno}"
         if error:
             yield RawRow(where, None, error)
@@ -150,7 +153,7 @@ def _jsonl(path: Path) -> Iterator[RawRow]:
             yield RawRow(where, obj, error)
 
 
-def _json(path: Path) -> Iterator[RawRow]:
+def _json(path: Path, meter: _Meter | None = None) -> Iterator[RawRow]:
     """A JSON array of objects (or one object holding such an array), each with its line."""
     text, bad = _read_text(path)
     i = _skip_ws(text, 0)
@@ -243,7 +246,7 @@ def _skip_ws(text: str, i: int) -> int:
     return i
 
 
-def _csv(path: Path) -> Iterator[RawRow]:
+def _csv(path: Path, meter: _Meter | None = None) -> Iterator[RawRow]:
     """CSV rows with the line each starts on; a row holding bytes that are not UTF-8 is reported
     (and only that row is lost)."""
     enc = _encoding(path)
@@ -253,6 +256,8 @@ def _csv(path: Path) -> Iterator[RawRow]:
         _ = reader.fieldnames  # reads the header row
         start = reader.line_num + 1
         for row in reader:
+            if meter is not None and reader.line_num % 512 == 0:
+                meter.at(fh.buffer.tell())
             where, start = f"{path}:{start}", reader.line_num + 1
             fields = {k: v for k, v in row.items() if k is not None}
             bad = next((k for k, v in fields.items() if isinstance(v, str) and _BAD_CHAR.search(v)), None)
@@ -262,11 +267,11 @@ def _csv(path: Path) -> Iterator[RawRow]:
                 yield RawRow(where, fields)
 
 
-def _txt(path: Path) -> Iterator[RawRow]:
+def _txt(path: Path, meter: _Meter | None = None) -> Iterator[RawRow]:
     """Plain text: one document per blank-line-separated paragraph. A line that is not valid
     UTF-8 is reported on its own and ends the paragraph it was in."""
     buf, start = [], 1
-    for n, line, error in lines(path):
+    for n, line, error in lines(path, meter):
         if line is not None and line.strip():
             if not buf:
                 start = n
@@ -281,7 +286,7 @@ def _txt(path: Path) -> Iterator[RawRow]:
         yield RawRow(f"{path}:{start}", {"text": "\n".join(buf)})
 
 
-def _parquet(path: Path) -> Iterator[RawRow]:
+def _parquet(path: Path, meter: _Meter | None = None) -> Iterator[RawRow]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -295,9 +300,40 @@ def _parquet(path: Path) -> Iterator[RawRow]:
                         where=str(path), hint="check the file, or give it the suffix of what it holds (.jsonl, .csv, ...)") from None
     n = 0
     for batch in table.iter_batches(batch_size=1024):
+        if meter is not None:
+            meter.at(n, of=table.metadata.num_rows)
         for row in batch.to_pylist():
             n += 1
             yield RawRow(f"{path}:row {n}", row)
+
+
+PROGRESS_MIN_BYTES = 4 << 20  # smaller files are read in well under a second: no bar
+
+
+class _Meter:
+    """A progress bar over one data file (its bytes; parquet: its rows), shown for files of
+    PROGRESS_MIN_BYTES or more (.json arrays are parsed whole: no bar moves for them)."""
+
+    def __init__(self, path: Path):
+        self.path, self.bar, self.total = path, None, path.stat().st_size
+
+    def __enter__(self):
+        if self.total >= PROGRESS_MIN_BYTES:
+            from danlu.progress import bar
+
+            self.bar = bar(total=self.total, desc=f"reading {self.path.name}", unit="B", unit_scale=True)
+        return self
+
+    def at(self, pos: int, of: int | None = None) -> None:
+        if self.bar is None:
+            return
+        if of is not None and of != self.bar.total:
+            self.bar.total = of
+        self.bar.update(max(0, pos - self.bar.n))
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _hub(source: str) -> Iterator[RawRow]:

@@ -64,22 +64,29 @@ def read_items(sources, *, fmt: str = "auto", system: str | None = None, limit: 
 
 
 def generate_answers(loaded, items: list[EvalItem], *, max_new_tokens: int, batch_size: int,
-                     temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> list[dict]:
+                     temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None,
+                     desc: str = "answers") -> list[dict]:
     """One generation per item, in item order. Items are batched by prompt length (less
-    padding); with sampling, `seed` makes the run repeatable."""
+    padding); with sampling, `seed` makes the run repeatable. A progress bar counts questions."""
     from danlu.infer.generate import generate
+    from danlu.progress import bar
 
     order = sorted(range(len(items)), key=lambda i: len(json.dumps(items[i].prompt, ensure_ascii=False)))
     out: list[dict | None] = [None] * len(items)
     by_tools: dict[str, list[int]] = {}
     for i in order:  # one tools list per generate() call (keys in the data's order: the prompt as trained)
         by_tools.setdefault(json.dumps(items[i].tools, ensure_ascii=False), []).append(i)
-    for idx in by_tools.values():
-        tools = items[idx[0]].tools
-        answers = generate(loaded, [items[i].prompt for i in idx], max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size, tools=tools)
-        for i, a in zip(idx, answers):
-            out[i] = a
+    with bar(total=len(items), desc=desc, unit="question") as progress:
+        for group in by_tools.values():
+            tools = items[group[0]].tools
+            for start in range(0, len(group), batch_size):
+                idx = group[start:start + batch_size]
+                answers = generate(loaded, [items[i].prompt for i in idx], max_new_tokens=max_new_tokens,
+                                   temperature=temperature, top_p=top_p, batch_size=batch_size, tools=tools,
+                                   seed=seed if start == 0 else None)  # seeded once per group, as one call
+                for i, a in zip(idx, answers):
+                    out[i] = a
+                progress.update(len(idx))
     return out  # type: ignore[return-value]
 
 

@@ -115,7 +115,7 @@ def evaluate_model(source: str, items, names: list[str], inputs, opts: EvalOptio
     if items:
         result.answers = generate_answers(loaded, items, max_new_tokens=opts.max_new_tokens,
                                           batch_size=opts.batch_size, temperature=opts.temperature,
-                                          top_p=opts.top_p, seed=opts.seed)
+                                          top_p=opts.top_p, seed=opts.seed, desc=f"answers of {source}")
         preds, refs = [a["text"] for a in result.answers], [it.reference for it in items]
         result.scores = compute(names, preds, refs, inputs)
         result.figures = {name: s.value for name, s in result.scores.items()}

@@ -96,8 +96,11 @@ def _check_run_config(artefact: Path, source: str) -> None:
     except yaml.YAMLError:
         return
     chosen = str((data.get("data") or {}).get("template", "auto"))
-    # auto = the tokenizer's own template, or danlu's "default" for a tokenizer without one
-    if source != chosen and not (chosen == "auto" and source in ("tokenizer", "default")):
+    # auto = the tokenizer's own template; for a tokenizer without one, the family its special
+    # tokens name (gemma ...) or danlu's "default"
+    from danlu.chat.templates import FAMILY_BY_TOKENS
+
+    if source != chosen and not (chosen == "auto" and source in ("tokenizer", "default", *FAMILY_BY_TOKENS)):
         raise _mismatch(f"{cfg} says data.template: {chosen}, but the artefact records template {source!r}",
                         artefact / "danlu.json",
                         "the artefact comes from another run than this config; export the run directory the "

@@ -1,5 +1,9 @@
-"""`danlu export RUN --gguf [--gguf-type f16|q8_0]`: a GGUF file for llama.cpp and Ollama, written
-with the `gguf` package (its tensor-name maps, writer, reader and Q8_0 quantiser).
+"""`danlu export RUN --gguf [--gguf-type f16|q8_0|q4_k_m|q5_k_m|q6_k]`: a GGUF file for llama.cpp and
+Ollama, written with the `gguf` package (its tensor-name maps, writer, reader and Q8_0 quantiser).
+The k-quants (q4_k_m, q5_k_m, q6_k) go through llama.cpp's own quantiser (llama-cpp-python's
+`llama_model_quantize`, the `llamacpp` extra) from the f16 file danlu writes; it applies llama.cpp's
+per-tensor rules: the _M mixes keep some tensors at a higher type, and a tensor whose rows are not a
+multiple of 256 falls back to a 32-block type (q5_0 / q5_1 / q8_0), or F16 when not a multiple of 32.
 
 Covered: Llama, Mistral (llama.cpp's "llama" architecture, whose q/k weights are permuted to
 llama.cpp's interleaved RoPE layout) and Qwen2 (NeoX RoPE, no permutation), with a byte-level
@@ -23,7 +27,11 @@ from danlu.errors import UserError
 
 log = logging.getLogger(__name__)
 
-GGUF_TYPES = ("f16", "q8_0")
+GGUF_TYPES = ("f16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
+# the types made by llama.cpp's quantiser → its LLAMA_FTYPE_* constant
+LLAMA_CPP_TYPES = {"q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+                   "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K"}
+LLAMA_CPP_HINT = "pip install 'danlu[llamacpp]' (llama-cpp-python), or choose --gguf-type f16 or q8_0"
 CONVERTER_HINT = ("export the merged model with --merge, then convert it with llama.cpp's convert_hf_to_gguf.py "
                   "(https://github.com/ggml-org/llama.cpp)")
 # HF architecture → (gguf architecture, q/k need llama.cpp's RoPE permutation)
@@ -160,7 +168,16 @@ def write_gguf(model, tokenizer, trained, path: Path, kind: str, name: str) -> d
     import gguf
 
     if kind not in GGUF_TYPES:
-        raise UserError(f"unknown GGUF type {kind!r}", where="--gguf-type", hint="choose f16 or q8_0")
+        raise UserError(f"unknown GGUF type {kind!r}", where="--gguf-type", hint="choose " + ", ".join(GGUF_TYPES))
+    if kind in LLAMA_CPP_TYPES:
+        require_llama_cpp(kind)
+        f16 = path.with_name(path.name + ".f16.tmp")
+        try:
+            mapping = write_gguf(model, tokenizer, trained, f16, "f16", name)
+            quantize_with_llama_cpp(f16, path, kind)
+        finally:
+            f16.unlink(missing_ok=True)
+        return mapping
     config = model.config
     layout = layout_of(config)
     tokens, types, merges, pre = vocab(tokenizer, config.vocab_size)
@@ -187,6 +204,38 @@ def write_gguf(model, tokenizer, trained, path: Path, kind: str, name: str) -> d
     w.write_tensors_to_file()
     w.close()
     return mapping
+
+
+def require_llama_cpp(kind: str) -> None:
+    """llama-cpp-python is needed for the k-quants; without it, a clear UserError (exit 2)."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        raise UserError(f"--gguf-type {kind} is made by llama.cpp's quantiser, and llama-cpp-python is not "
+                        "installed", where="--gguf-type", hint=LLAMA_CPP_HINT) from None
+
+
+def quantize_with_llama_cpp(src: Path, dst: Path, kind: str) -> None:
+    """llama.cpp's quantiser (as the llama-quantize tool) from an f16 GGUF file to `kind`."""
+    import os
+
+    import llama_cpp
+
+    from danlu.errors import DanluError
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, LLAMA_CPP_TYPES[kind])
+    params.nthread = max(1, min(4, os.cpu_count() or 1))
+    log.info("quantising %s to %s with llama.cpp", src.name, kind)
+    chatter = logging.getLogger("llama-cpp-python")  # llama.cpp's per-tensor lines (its log callback)
+    level = chatter.level
+    chatter.setLevel(max(level, logging.ERROR))
+    try:
+        status = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    finally:
+        chatter.setLevel(level)
+    if status != 0 or not dst.exists():
+        raise DanluError(f"llama.cpp's quantiser failed ({status}) turning {src.name} into {kind}; see the log above")
 
 
 def _add_tokenizer(w, tokenizer, trained, tokens, types, merges, pre) -> None:

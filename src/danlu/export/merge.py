@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 # max |Δlogit| / max |logit|, fp32, merged vs adapter model. Folding W + BA into one matrix only
 # reorders fp32 sums: measured on real SmolLM2-135M (largest |logit| 41) a correct merge differs by
 # 3.0e-6 of the largest logit (issue 18 saw 4.6e-6, and 2e-6 between batch size 1 and 2; here
-# batching and thread count left the logits bit-identical: docs/export.md, bench/merge_noise.py). 1e-4 leaves ~30x that noise floor; a wrong merge (missing, doubled or
+# batching and thread count left the logits bit-identical: docs/export.md, bench/merge_noise.py);
+# gemma-3-270m 2.9e-6. 1e-4 leaves ~30x that noise floor; a wrong merge (missing, doubled or
 # mis-scaled adapter) is 1e-2 and more.
 MERGE_TOLERANCE = 1e-4
 # chat prompts for the logit comparisons (rendered with the run's own template)

@@ -3,7 +3,7 @@ one, and/or a GGUF file with an Ollama Modelfile, in one output folder:
 
   OUT/config.json, model.safetensors, tokenizer*, chat_template.jinja, generation_config.json
                                (--merge, or --quantize int8|int4: then the weights are quantised)
-  OUT/model-f16.gguf | model-q8_0.gguf, OUT/Modelfile                                   (--gguf)
+  OUT/model-<type>.gguf (f16 q8_0 q4_k_m q5_k_m q6_k), OUT/Modelfile                   (--gguf)
   OUT/export_report.json       sizes, logit errors, the template / EOS checks
 
 Everything is written into a temporary sibling folder and renamed into place only when every
@@ -31,12 +31,12 @@ class ExportOptions:
     merge: bool = False
     quantize: str | None = None  # int8 | int4
     gguf: bool = False
-    gguf_type: str = "f16"  # f16 | q8_0
+    gguf_type: str = "f16"  # f16 | q8_0 | q4_k_m | q5_k_m | q6_k
     dtype: str = "auto"  # of the merged weights on disk; auto = the base model's
     overwrite: bool = False
 
     def validate(self) -> None:
-        from danlu.export.gguf import GGUF_TYPES
+        from danlu.export.gguf import GGUF_TYPES, LLAMA_CPP_TYPES, require_llama_cpp
         from danlu.export.quantize import KINDS
 
         if not (self.merge or self.quantize or self.gguf):
@@ -44,7 +44,10 @@ class ExportOptions:
         if self.quantize is not None and self.quantize not in KINDS:
             raise UserError(f"unknown quantisation {self.quantize!r}", where="--quantize", hint="choose int8 or int4")
         if self.gguf_type not in GGUF_TYPES:
-            raise UserError(f"unknown GGUF type {self.gguf_type!r}", where="--gguf-type", hint="choose f16 or q8_0")
+            raise UserError(f"unknown GGUF type {self.gguf_type!r}", where="--gguf-type",
+                            hint="choose " + ", ".join(GGUF_TYPES))
+        if self.gguf and self.gguf_type in LLAMA_CPP_TYPES:
+            require_llama_cpp(self.gguf_type)
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}", where="--dtype", hint="choose " + ", ".join(DTYPES))
 
@@ -57,33 +60,51 @@ def export_run(target: str, out: str | Path, opts: ExportOptions) -> dict:
         require_bitsandbytes()
     source = merge.open_source(target)  # also checks template / EOS of the artefact itself
     prompts = merge.probe_ids(source.tokenizer, source.trained)
+    step = _export_steps(opts)
+    step.next("merge and compare logits")
     model, adapter_logits, merge_error = merge.merged_model(source, prompts)
     reference = merge.logits_of(model, prompts)  # the unquantised merged model, fp32
     out = Path(out)
     tmp = merge.fresh_dir(out, opts.overwrite)
+    from danlu.models.chain import describe
+
     report = {"source": str(source.artefact), "base_model": source.info.get("base_model"),
+              "chain": describe(source.info) or None,
               "adapter_bytes": merge.dir_size(source.artefact, "*.safetensors") if source.is_adapter else None,
               "template": source.trained.source, "turn_end": source.trained.turn_end,
               "stop_token_ids": source.trained.stop_token_ids, "probe_positions": sum(len(p) for p in prompts)}
     try:
         with guard_save(out, what="the export", needed_bytes=lambda: tensor_bytes(model), cleanup=tmp,
                         after=f"Nothing was written to {out}."):
-            _write(model, source, tmp, opts, report, reference, prompts, adapter_logits, merge_error)
+            _write(model, source, tmp, opts, report, reference, prompts, adapter_logits, merge_error, step)
         _replace(tmp, out)
+        step.close()
     except BaseException:
+        step.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     report["output"] = str(out)
     return report
 
 
-def _write(model, source, tmp: Path, opts, report, reference, prompts, adapter_logits, merge_error) -> None:
-    """Every file of the export into `tmp` (renamed into place by the caller)."""
+def _export_steps(opts: ExportOptions):
+    from danlu.progress import Stages
+
+    return Stages("export", ["merge and compare logits", *(["GGUF"] if opts.gguf else []),
+                             *(["merged weights"] if opts.merge or opts.quantize else []),
+                             *(["quantise"] if opts.quantize else [])])
+
+
+def _write(model, source, tmp: Path, opts, report, reference, prompts, adapter_logits, merge_error, step) -> None:
+    """Every file of the export into `tmp` (renamed into place by the caller); `step` is the progress bar."""
     if opts.gguf:  # first: it reads the fp32 weights, write_hf_dir may cast them
+        step.next(f"GGUF {opts.gguf_type}")
         report["gguf"] = _gguf(model, source, tmp, opts.gguf_type, reference, prompts)
     if opts.merge or opts.quantize:
+        step.next("write and reload merged weights")
         report["merge"] = _merged(model, source, tmp, opts, adapter_logits, merge_error, prompts)
     if opts.quantize:
+        step.next(f"quantise {opts.quantize}")
         report["quantize"] = _quantized(source, tmp, opts, reference, prompts)
     (tmp / "export_report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
@@ -167,6 +188,9 @@ def _model_name(source) -> str:
 
 
 def _replace(tmp: Path, out: Path) -> None:
+    from danlu.files import normal_modes
+
+    normal_modes(tmp)  # a deployment artefact others must read (safetensors leaves 0600)
     if out.exists():
         old = out.parent / f".old-export-{out.name}"
         shutil.rmtree(old, ignore_errors=True)

@@ -69,6 +69,7 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
     import torch
 
     from danlu.models.load import load_model, load_tokenizer
+    from danlu.progress import stages
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:
@@ -77,32 +78,56 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
     if artefact is None:  # a plain model: its own template (or danlu's default)
         from danlu.chat.templates import resolve_template
 
-        tok = load_tokenizer(target)
-        tpl = resolve_template(tok, "auto")
-        model = load_model(target, task=task or "causal_lm", dtype=dtype).to(device).eval()
+        with stages(f"loading {target}", ["tokenizer", "model"]) as step:
+            step.next("tokenizer")
+            tok = load_tokenizer(target)
+            tpl = resolve_template(tok, "auto")
+            step.next("model")
+            model = load_model(target, task=task or "causal_lm", dtype=dtype).to(device).eval()
         return Loaded(model, tok, tpl.stop_token_ids(), {}, target, target)
     info = json.loads((artefact / "danlu.json").read_text(encoding="utf-8"))
     refuse_pickles(artefact)
-    tok = load_tokenizer(str(artefact))
+    names = ["tokenizer", "model"] if info.get("artefact") == "model" else \
+        ["tokenizer", "base model", *(["stacked adapters"] if info.get("stacked") else []), "adapter",
+         *(["merge"] if merge else [])]
+    with stages(f"loading {target}", names) as step:
+        step.next("tokenizer")
+        model, tok = _load_artefact(artefact, info, dtype=dtype, merge=merge, step=step)
     stop = info.get("stop_token_ids") or [tok.eos_token_id]
-    trust = bool(info.get("trust_remote_code"))
-    task = info.get("task", "causal_lm")
-    if info.get("artefact") == "model":
-        model = load_model(str(artefact), task=task, dtype=dtype, trust_remote_code=trust)
-    else:
-        from danlu.methods.registry import METHODS
-
-        method_cfg = info["method"]
-        method = METHODS.get(method_cfg["name"]).model_validate(method_cfg)
-        if merge:
-            method.require_mergeable()  # say why before loading anything
-        # the base as it was trained on: a QLoRA adapter goes back onto the same 4-bit weights
-        base = load_model(info["base_model"], task=task, dtype=dtype, revision=info.get("revision"),
-                          trust_remote_code=trust, **head_kwargs(info, tok), **method.load_kwargs())
-        model = method.load_trained(base, artefact)
-        if merge:
-            model = method.merge(model)
     if not getattr(model, "is_quantized", False):
         model = model.to(device)  # bitsandbytes places quantised weights itself
     model = model.eval()
     return Loaded(model, tok, stop, info, str(artefact), info.get("base_model", ""))
+
+
+def _load_artefact(artefact: Path, info: dict, *, dtype, merge: bool, step):
+    from danlu.models.load import load_model, load_tokenizer
+
+    tok = load_tokenizer(str(artefact))
+    trust = bool(info.get("trust_remote_code"))
+    task = info.get("task", "causal_lm")
+    if info.get("artefact") == "model":
+        step.next("model")
+        return load_model(str(artefact), task=task, dtype=dtype, trust_remote_code=trust), tok
+    from danlu.methods.registry import METHODS
+
+    method_cfg = info["method"]
+    method = METHODS.get(method_cfg["name"]).model_validate(method_cfg)
+    if merge:
+        method.require_mergeable()  # say why before loading anything
+    # the base as it was trained on: a QLoRA adapter goes back onto the same 4-bit weights
+    step.next("base model")
+    base = load_model(info["base_model"], task=task, dtype=dtype, revision=info.get("revision"),
+                      trust_remote_code=trust, **head_kwargs(info, tok), **method.load_kwargs())
+    if info.get("stacked"):  # adapters this one was trained on top of, merged into the base first
+        from danlu.models.chain import stacked_dirs
+        from danlu.methods.stack import merge_below
+
+        step.next("stacked adapters")
+        base = merge_below(base, stacked_dirs(artefact, info))
+    step.next("adapter")
+    model = method.load_trained(base, artefact)
+    if merge:
+        step.next("merge")
+        model = method.merge(model)
+    return model, tok

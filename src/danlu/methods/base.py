@@ -97,6 +97,13 @@ class Method(StrictModel):
         """Make the intended parameters trainable (wrapping the model if needed) and return it."""
         raise NotImplementedError
 
+    def continue_adapter(self, model: nn.Module, ctx: MethodContext, adapter_dir: Path) -> nn.Module:
+        """Load an earlier adapter of this method onto `model`, trainable (model.adapter_mode: continue)."""
+        from danlu.errors import ConfigError
+
+        raise ConfigError(f"method {self.name!r} has no adapter to continue", where="model.adapter_mode",
+                          hint="use model.adapter_mode: stack (merge the earlier adapter, train this method on top)")
+
     def callbacks(self, ctx) -> list:
         """TrainerCallbacks the method needs during training (AdaLoRA's rank allocation ...)."""
         return []

@@ -172,7 +172,7 @@ class Lora(PeftMethod):
             exclude_modules=CLASSIFIER_HEADS if ctx.task != "causal_lm" else None,
         )
 
-    def apply(self, model, ctx: MethodContext):
+    def prepare_base(self, model):
         from peft import prepare_model_for_kbit_training
 
         if self.quantize:
@@ -180,6 +180,10 @@ class Lora(PeftMethod):
         if self.quantize == "int8":  # bitsandbytes warns at every 8-bit matmul on CPU; say it once
             logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
             log.info("int8 base: bitsandbytes casts activations to fp16 for each 8-bit matmul")
+        return model
+
+    def apply(self, model, ctx: MethodContext):
+        model = self.prepare_base(model)
         with warnings.catch_warnings():  # PEFT suggests low_cpu_mem_usage for EVA's larger batches
             warnings.filterwarnings("ignore", message=".*eva initialization.*")
             model = super().apply(model, ctx)

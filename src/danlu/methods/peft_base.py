@@ -47,6 +47,15 @@ class PeftMethod(Method):
                 ) from None
             raise
 
+    def prepare_base(self, model):
+        """What the base needs before an adapter goes on it (QLoRA: k-bit training preparation)."""
+        return model
+
+    def continue_adapter(self, model, ctx: MethodContext, adapter_dir: Path):
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(self.prepare_base(model), str(adapter_dir), is_trainable=True)
+
     def load_trained(self, base_model, artefact_dir: Path):
         from peft import PeftModel
 

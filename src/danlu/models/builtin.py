@@ -74,6 +74,9 @@ def builtin_path(name: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
     try:
         _build(spec, tmp)
+        from danlu.files import normal_modes
+
+        normal_modes(tmp)  # mkdtemp made it 0700, safetensors its weights 0600
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first

@@ -35,7 +35,9 @@ def resolve_model_path(name_or_path: str, *, need: str = "config.json") -> str:
                 f"{p} is not a model directory (no config.json)",
                 where="model.name_or_path",
                 hint="give a Hugging Face model directory, a .gguf file, a hub id, pkg:smollm2-135m-instruct "
-                     "or builtin:tiny (`danlu models` lists the named ones)",
+                     "or builtin:tiny (`danlu models` lists the named ones). To build on a danlu run, give its "
+                     "base here and the run as model.adapter (or the finished run itself); to make a run a "
+                     "standalone model: danlu export RUN --merge -o DIR, then give DIR",
             )
         return str(p)
     return name_or_path

@@ -47,7 +47,10 @@ def follow_saved_file(tok, path: str, *, revision: str | None = None, quiet: boo
         return tok
     from tokenizers import Tokenizer
 
-    want = Tokenizer.from_file(str(file)).encode(PROBE, add_special_tokens=False).tokens
+    saved = Tokenizer.from_file(str(file))
+    saved.no_padding()  # a file saved with padding on (BERT/MiniLM: pad to 128) pads a single encode
+    saved.no_truncation()
+    want = saved.encode(PROBE, add_special_tokens=False).tokens
     got = _pieces(tok, PROBE)
     if got == want:
         return tok

@@ -9,13 +9,16 @@ safetensors only, LoRA only, trained on this base) before anything touches the m
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from danlu.errors import UserError
+from danlu.models.chain import canonical
 
+log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
 MAX_ADAPTERS = 64
 
@@ -38,19 +41,19 @@ class ModelEntry:
         return card
 
 
-def canonical(name: str) -> str:
-    """One spelling per base model: builtin names as they are, local folders resolved, hub ids as given."""
-    from danlu.models.builtin import is_builtin
-
-    if is_builtin(name):
-        return name
-    p = Path(name).expanduser()
-    return str(p.resolve()) if p.exists() else name
-
-
 def run_name(artefact: Path) -> str:
     """The name an artefact is served under: its run directory's name."""
     return artefact.parent.name if artefact.name in ("adapter", "model") else artefact.name
+
+
+def served_model_name(target: str, path: str | Path | None = None) -> str:
+    """The name `danlu serve TARGET` gives its model in /v1/models (what clients put in "model"):
+    a run's directory name for a run or artefact, TARGET itself for a plain model. `path` is where
+    TARGET is when it is given relative to another folder."""
+    from danlu.infer.load import find_artefact
+
+    artefact = find_artefact(str(path if path is not None else target))
+    return run_name(artefact) if artefact is not None else target
 
 
 @dataclass
@@ -75,7 +78,22 @@ def open_target(target: str) -> Target:
         entry = _artefact_entry(run_name(artefact), "base", artefact, info, None)
         return Target(str(artefact), entry, [])
     base = info["base_model"]
+    refuse_stacked(artefact, info)
+    from danlu.models.chain import describe
+
+    if describe(info):
+        log.info("adapter chain: %s → %s", base, describe(info))
     return Target(base, _plain_entry(base, base), [(run_name(artefact), str(artefact))])
+
+
+def refuse_stacked(folder: Path, info: dict) -> None:
+    """An adapter trained on top of merged earlier adapters (adapter_mode: stack) needs that
+    merged base, which a server shared by several adapters does not have."""
+    if info.get("stacked"):
+        raise UserError(f"{folder} was trained on top of {len(info['stacked'])} earlier adapter(s) merged into "
+                        "the base (model.adapter_mode: stack); it cannot share the plain base",
+                        where="path", hint=f"merge the chain and serve that: danlu export {folder} --merge -o DIR; "
+                                           "danlu serve DIR")
 
 
 def _plain_entry(name: str, path: str) -> ModelEntry:
@@ -121,6 +139,7 @@ def prepare_adapter(name: str, path: str, base: ModelEntry, existing: dict[str, 
         raise UserError(f"{folder} holds a {config.get('peft_type')} adapter; only LoRA adapters share one base",
                         where="path", hint=f"merge it (danlu export {folder} --merge -o DIR) and serve DIR")
     info = _adapter_info(folder, config)
+    refuse_stacked(folder, info)
     trained_on = info.get("base_model") or config.get("base_model_name_or_path") or ""
     if canonical(trained_on) != canonical(base.path) and canonical(trained_on) != canonical(base.id):
         raise UserError(f"adapter {name!r} was trained on {trained_on!r}, but this server's base is {base.id!r}",

@@ -29,6 +29,7 @@ from danlu.serve import protocol as P
 from danlu.serve.engine import EngineBusy
 from danlu.serve.errors import APIError, bad_request
 from danlu.serve.sampling import SamplingParams
+from danlu.serve.structured import constraint_for
 from danlu.serve.toolcalls import ToolStream, answer, template_messages, tool_request
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,16 @@ def create_app(backend, settings: ServeSettings):
     @app.post("/v1/chat/completions")
     async def chat(body: P.ChatCompletionRequest, request: Request):
         entry, ids, params, tools = prepare_chat(backend, settings, body)
+        params.constraint = await constraint_for(backend, entry, body.response_format)
+        if params.constraint is not None and tools.tools:
+            raise bad_request("response_format cannot be combined with tools yet", param="response_format")
         return await respond(request, backend, entry, [ids], body, params, chat=True, tools=tools.parse)
 
     @app.post("/v1/completions")
     async def completions(body: P.CompletionRequest, request: Request):
         entry, prompts, params = prepare_completion(backend, settings, body)
+        if body.scored:
+            return await scored_completion(request, backend, entry, prompts, body, params)
         return await respond(request, backend, entry, prompts, body, params, chat=False)
 
     @app.post("/v1/adapters")
@@ -143,10 +149,10 @@ def _common_checks(body, settings: ServeSettings) -> None:
 
 def _params(body, settings: ServeSettings, prompt_len: int, max_context: int, param: str) -> SamplingParams:
     room = max_context - prompt_len
-    if room < 1:
+    want = body.requested_max_tokens()
+    if room < (0 if want == 0 else 1):
         raise bad_request(f"the prompt is {prompt_len} tokens; this model's context is {max_context} tokens",
                           param=param, code="context_length_exceeded")
-    want = body.requested_max_tokens()
     if want is None:
         want = min(settings.max_tokens, room)
     if want > settings.max_tokens:
@@ -167,6 +173,9 @@ def prepare_chat(backend, settings, body: P.ChatCompletionRequest):
     if problem:
         raise bad_request(problem[0], param=f"messages[{problem[1]}]" if body.messages else "messages")
     tools = tool_request(body)
+    _logprob_checks(backend, body, wanted=bool(body.logprobs), param="logprobs")
+    if body.top_logprobs and not body.logprobs:
+        raise bad_request("top_logprobs needs logprobs: true", param="top_logprobs")
     messages = template_messages(body.messages)
     try:  # the training path: tools through the tokenizer's template, else danlu's text form
         text = ChatTemplate(entry.tokenizer, entry.id).render(messages, tools=tools.tools, add_generation_prompt=True)
@@ -182,14 +191,65 @@ def prepare_completion(backend, settings, body: P.CompletionRequest):
     prompts = body.prompts()
     if not prompts or len(prompts) > settings.max_prompts:
         raise bad_request(f"prompt: give 1 to {settings.max_prompts} prompts", param="prompt")
-    ids = [entry.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    _logprob_checks(backend, body, wanted=body.scored, param="logprobs" if body.logprobs is not None else "echo")
+    ids = [p if isinstance(p, list) else entry.tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
     if any(not x for x in ids):
         raise bad_request("prompt: an empty prompt", param="prompt")
+    vocab = len(entry.tokenizer)
+    if any(t >= vocab for x in ids for t in x):
+        raise bad_request(f"prompt: a token id is outside this model's vocabulary (0 to {vocab - 1})", param="prompt")
     params = _params(body, settings, max(len(x) for x in ids), backend.max_context, "prompt")
     return entry, ids, params
 
 
+def _logprob_checks(backend, body, *, wanted: bool, param: str) -> None:
+    if not wanted:
+        return
+    if not hasattr(backend, "score"):
+        raise bad_request(f"{param} is served by the hf backend only (danlu serve --backend hf)", param=param,
+                          code="unsupported_parameter")
+    if body.stream:
+        raise bad_request(f"{param} cannot be streamed yet; send it with stream: false", param="stream",
+                          code="unsupported_parameter")
+
+
 # ---- responses ----------------------------------------------------------------------------------
+async def scored_completion(request, backend, entry, prompts, body, params):
+    """echo / logprobs / max_tokens 0: generate (unless 0), then score prompt + answer in one
+    forward pass per choice (danlu.serve.scoring)."""
+    from danlu.serve.scoring import legacy_logprobs
+
+    total = body.n * len(prompts)
+    texts, finishes, tokens, gen_ids = [""] * total, ["length"] * total, [0] * total, [()] * total
+    if params.max_tokens > 0:
+        texts, finishes, tokens, gen_ids = await collect(request, Generation(backend, entry, prompts, body.n, params))
+    originals, logprobs = body.prompts(), []
+    for c in range(total):
+        prompt = prompts[c // body.n]
+        if body.echo:
+            original = originals[c // body.n]
+            texts[c] = (original if isinstance(original, str) else entry.tokenizer.decode(prompt)) + texts[c]
+        if body.logprobs is None:
+            logprobs.append(None)
+            continue
+        ids = list(prompt) + list(gen_ids[c])
+        scored = await backend.score(entry, ids, body.logprobs)
+        start = 0 if body.echo else len(prompt)
+        logprobs.append(legacy_logprobs(entry.tokenizer, ids, scored, start))
+    use = P.usage(sum(len(p) for p in prompts), sum(tokens))
+    return P.completion(P.new_id("cmpl"), body.model, texts, finishes, use, logprobs)
+
+
+async def _chat_logprobs(backend, entry, prompt: list[int], gen_ids, top: int) -> list[dict]:
+    from danlu.serve.scoring import chat_logprobs
+
+    out = []
+    for ids in gen_ids:
+        full = list(prompt) + list(ids)
+        out.append(chat_logprobs(entry.tokenizer, full, await backend.score(entry, full, top), len(prompt)))
+    return out
+
+
 async def respond(request, backend, entry, prompts, body, params, *, chat: bool, tools: bool = False):
     """tools: parse each chat answer's tool calls (message.tool_calls, finish_reason tool_calls)."""
     gen = Generation(backend, entry, prompts, body.n, params)
@@ -199,7 +259,7 @@ async def respond(request, backend, entry, prompts, body, params, *, chat: bool,
         events = stream_events(gen, rid, body.model, prompt_tokens, body.include_usage, chat, tools)
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    texts, finishes, tokens = await collect(request, gen)
+    texts, finishes, tokens, gen_ids = await collect(request, gen)
     use = P.usage(prompt_tokens, sum(tokens))
     if not chat:
         return P.completion(rid, body.model, texts, finishes, use)
@@ -207,11 +267,15 @@ async def respond(request, backend, entry, prompts, body, params, *, chat: bool,
         messages, finishes = map(list, zip(*(answer(t, f) for t, f in zip(texts, finishes))))
     else:
         messages = [{"role": "assistant", "content": t} for t in texts]
-    return P.chat_completion(rid, body.model, messages, finishes, use)
+    logprobs = None
+    if body.logprobs:
+        logprobs = await _chat_logprobs(backend, entry, prompts[0], gen_ids, body.top_logprobs or 0)
+    return P.chat_completion(rid, body.model, messages, finishes, use, logprobs)
 
 
 async def collect(request, gen: Generation):
     texts, finishes, tokens = [""] * gen.total, ["stop"] * gen.total, [0] * gen.total
+    ids: list[tuple[int, ...]] = [()] * gen.total
     watcher = asyncio.create_task(_watch_disconnect(request, gen))
     try:
         async for ev in gen.events():
@@ -221,10 +285,11 @@ async def collect(request, gen: Generation):
             tokens[ev.choice] = ev.tokens
             if ev.finish:
                 finishes[ev.choice] = ev.finish
+                ids[ev.choice] = ev.ids
     finally:
         watcher.cancel()
         gen.cancel()  # a no-op when finished; frees the rows when this handler was cancelled
-    return texts, finishes, tokens
+    return texts, finishes, tokens, ids
 
 
 async def _watch_disconnect(request, gen: Generation) -> None:

@@ -41,6 +41,7 @@ class Event:
     finish: str | None = None  # stop | length | error
     tokens: int = 0  # completion tokens of this choice so far
     error: str | None = None
+    ids: tuple[int, ...] = ()  # on the finishing event: the generated token ids (no final stop token)
 
 
 class Request:
@@ -109,7 +110,8 @@ class Sequence:
         return False
 
     def _finish(self, piece: str, reason: str) -> bool:
-        self.request.emit(Event(self.choice, piece, finish=reason, tokens=len(self.tokens)))
+        ids = self.tokens[:-1] if self.tokens and self.tokens[-1] in self.request.stop_ids else self.tokens
+        self.request.emit(Event(self.choice, piece, finish=reason, tokens=len(self.tokens), ids=tuple(ids)))
         return True
 
 
@@ -164,6 +166,14 @@ class Engine:
             self._commands.append((fn, future))
         self._wake.set()
         return future
+
+    def score(self, ids: list[int], adapter: str | None, top: int) -> Future:
+        """Log-probabilities of ids[1:] under the model (one forward on the worker thread,
+        between decoding steps): a Future of danlu.serve.scoring.Scored."""
+        from danlu.serve.scoring import score_ids
+
+        return self.call(lambda engine: score_ids(engine.model, ids, top, len(engine.tokenizer),
+                                                  engine._adapter_kwargs_for([adapter])))
 
     def stats(self) -> dict:
         return {"active": len(self.active), "waiting": len(self._waiting), "max_batch": self.max_batch,
@@ -241,11 +251,16 @@ class Engine:
             self.joining = []
 
     def _adapter_kwargs(self, rows: list[Sequence]) -> dict:
+        return self._adapter_kwargs_for([s.request.adapter for s in rows])
+
+    def _adapter_kwargs_for(self, adapters: list[str | None]) -> dict:
+        """Forward kwargs routing each row through its adapter (or switching a solo adapter in;
+        the next decoding step switches back to its own batch's)."""
         if not hasattr(self.model, "peft_config"):
             return {}
-        key = self._batch_key(rows[0].request.adapter)
+        key = self._batch_key(adapters[0])
         if key == MIX:
-            return {"adapter_names": [s.request.adapter or BASE for s in rows]}
+            return {"adapter_names": [a or BASE for a in adapters]}
         if self.model.active_adapter != key:
             self.model.set_adapter(key, inference_mode=True)
             self.counters["adapter_switches"] += 1

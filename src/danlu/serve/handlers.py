@@ -19,13 +19,19 @@ def _json(error: APIError):
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
+def _union_member(part) -> bool:
+    """pydantic names the member of a union it tried in the location (`prompt.str`,
+    `content.list[TextPart]`); people need the field only."""
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool", "list", "dict", "none"})
+
+
 def validation_error(exc) -> APIError:
     """pydantic's first complaint as one sentence, with the field as `param`."""
     errors = exc.errors()
     first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
     if first.get("type") == "json_invalid":
         return APIError(400, "the request body is not valid JSON", code="invalid_json")
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body" and not _union_member(p)]
     if not loc:
         return APIError(400, "the request body must be a JSON object (Content-Type: application/json)",
                         code="invalid_json")

@@ -40,18 +40,24 @@ class HFBackend:
                  max_waiting: int = 256, device: str = "auto"):
         from danlu.models.load import load_model
 
+        from danlu.progress import stages
+
         device = pick_device(device)
         trust = bool(target.base.info.get("trust_remote_code"))
-        model = load_model(target.base_path, dtype=pick_dtype(device), trust_remote_code=trust).to(device).eval()
-        self.base: ModelEntry = target.base
-        self.adapters: dict[str, ModelEntry] = {}
-        self.max_context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
-        self.engine = Engine(model, target.base.tokenizer, max_batch=max_batch, max_waiting=max_waiting)
-        self._admin = asyncio.Lock()
-        for name, path in target.adapters + adapters:  # before the engine thread starts: attach directly
-            entry = prepare_adapter(name, path, self.base, self.adapters)
-            self.engine.model = attach(self.engine.model, entry)
-            self._register(entry)
+        wanted = target.adapters + adapters
+        with stages("serve: loading", ["base model", *(f"adapter {name}" for name, _ in wanted)]) as step:
+            step.next("base model")
+            model = load_model(target.base_path, dtype=pick_dtype(device), trust_remote_code=trust).to(device).eval()
+            self.base: ModelEntry = target.base
+            self.adapters: dict[str, ModelEntry] = {}
+            self.max_context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+            self.engine = Engine(model, target.base.tokenizer, max_batch=max_batch, max_waiting=max_waiting)
+            self._admin = asyncio.Lock()
+            for name, path in wanted:  # before the engine thread starts: attach directly
+                step.next(f"adapter {name}")
+                entry = prepare_adapter(name, path, self.base, self.adapters)
+                self.engine.model = attach(self.engine.model, entry)
+                self._register(entry)
 
     # ---- models ------------------------------------------------------------------------------
     def models(self) -> list[ModelEntry]:
@@ -74,6 +80,11 @@ class HFBackend:
     def submit(self, entry: ModelEntry, prompt: list[int], n: int, params, loop, queue, offset: int = 0):
         adapter = entry.id if entry.kind == "adapter" else None
         return self.engine.submit(prompt, n, params, adapter, entry.stop_token_ids, loop, queue, offset)
+
+    async def score(self, entry: ModelEntry, ids: list[int], top: int):
+        """Log-probabilities of ids[1:] (and the `top` most likely tokens at each position)."""
+        adapter = entry.id if entry.kind == "adapter" else None
+        return await asyncio.wrap_future(self.engine.score(ids, adapter, top))
 
     def stats(self) -> dict:
         return {"backend": self.name, "models": len(self.models()), **self.engine.stats()}

@@ -2,7 +2,7 @@
 completions and models.
 
 Requests accept unknown fields (clients send `user`, `store`, `metadata` ...) and ignore them;
-fields danlu cannot honour yet (`functions`, `logprobs` ...) are refused with a 400 naming the
+fields danlu cannot honour yet (`functions`, `logit_bias` ...) are refused with a 400 naming the
 field, never silently dropped. To add a feature, add its fields here, take it off UNSUPPORTED,
 and extend `ChatMessage.for_template` and the builders; messages keep extra keys (tool_calls,
 tool_call_id) for the chat template. Tool calls: `tools` / `tool_choice` here, checked and
@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Stop = Annotated[str, Field(min_length=1, max_length=256)]
 # request fields refused until danlu implements them (the value that means "off" is accepted)
-UNSUPPORTED = {"functions": (None, []),
-               "function_call": (None, "none"), "logprobs": (None, False), "top_logprobs": (None, 0),
-               "logit_bias": (None, {}), "echo": (None, False), "best_of": (None, 1), "suffix": (None, ""),
-               "response_format": (None, {"type": "text"})}
+UNSUPPORTED = {"functions": (None, []), "function_call": (None, "none"), "logit_bias": (None, {}),
+               "best_of": (None, 1), "suffix": (None, ""), "response_format": (None, {"type": "text"})}
+MAX_LOGPROBS = 20
+PROMPT_SHAPES = "give a string, a list of strings, a list of token ids, or a list of token-id lists"
 
 
 class OpenAIModel(BaseModel):
@@ -101,16 +101,45 @@ class ChatCompletionRequest(_Sampling):
     max_completion_tokens: int | None = Field(None, ge=1)
     tools: list[dict] | None = Field(None, max_length=128)
     tool_choice: str | dict | None = None
+    logprobs: bool | None = Field(None, description="return the log-probability of each generated token")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    response_format: dict | None = Field(None, description="text | json_object | json_schema (constrained decoding)")
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
-class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(...)
+def _is_ids(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(type(t) is int and t >= 0 for t in value)
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+class CompletionRequest(_Sampling):
+    # str | list[str] | list[int] | list[list[int]], checked by hand: a pydantic union would
+    # name its members in the error (`prompt.str: ...`)
+    prompt: Any = Field(...)
+    max_tokens: int | None = Field(None, ge=0)  # 0: score the prompt only (with echo + logprobs)
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_shape(cls, prompt):
+        ok = isinstance(prompt, str) or (isinstance(prompt, list) and (
+            all(isinstance(p, str) for p in prompt) or _is_ids(prompt) or all(_is_ids(p) for p in prompt)))
+        if not ok:
+            raise ValueError(PROMPT_SHAPES)
+        return prompt
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: a string or a list of token ids."""
+        if isinstance(self.prompt, str) or _is_ids(self.prompt):
+            return [self.prompt]
+        return list(self.prompt)
+
+    @property
+    def scored(self) -> bool:
+        """Needs the log-probability path (echo, logprobs or max_tokens 0)."""
+        return self.echo or self.logprobs is not None or self.max_tokens == 0
 
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens if self.max_tokens is not None else 16  # OpenAI's default for completions
@@ -157,10 +186,12 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-def chat_completion(rid: str, model: str, messages: list[dict], finishes: list[str], use: dict) -> dict:
+def chat_completion(rid: str, model: str, messages: list[dict], finishes: list[str], use: dict,
+                    logprobs: list[dict] | None = None) -> dict:
     """messages: {"role": "assistant", "content", ["tool_calls"]} per choice."""
-    choices = [{"index": i, "message": m, "finish_reason": f, "logprobs": None}
-               for i, (m, f) in enumerate(zip(messages, finishes))]
+    logprobs = logprobs or [None] * len(messages)
+    choices = [{"index": i, "message": m, "finish_reason": f, "logprobs": lp}
+               for i, (m, f, lp) in enumerate(zip(messages, finishes, logprobs))]
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": use, "system_fingerprint": None}
 
@@ -177,9 +208,11 @@ def chat_chunk(rid: str, model: str, created: int, choice: int | None, delta: di
     return chunk
 
 
-def completion(rid: str, model: str, texts: list[str], finishes: list[str], use: dict) -> dict:
-    choices = [{"index": i, "text": t, "finish_reason": f, "logprobs": None}
-               for i, (t, f) in enumerate(zip(texts, finishes))]
+def completion(rid: str, model: str, texts: list[str], finishes: list[str], use: dict,
+               logprobs: list[dict | None] | None = None) -> dict:
+    logprobs = logprobs or [None] * len(texts)
+    choices = [{"index": i, "text": t, "finish_reason": f, "logprobs": lp}
+               for i, (t, f, lp) in enumerate(zip(texts, finishes, logprobs))]
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
             "choices": choices, "usage": use, "system_fingerprint": None}
 

@@ -16,6 +16,7 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    constraint: object | None = None  # danlu.serve.structured.Constraint: allowed next tokens (response_format)
 
 
 def penalise(row, generated: list[int], presence: float, frequency: float):
@@ -44,10 +45,28 @@ def top_p_filter(probs, top_p: float):
     return out / out.sum()
 
 
-def choose(logits, rows) -> list[int]:
-    """logits: (B, V) float32; rows: objects with .params, .tokens and .generator."""
+def constrain(logits, rows):
+    """Rows with a constraint (response_format) keep only the tokens it allows."""
     import torch
 
+    if all(getattr(row.params, "constraint", None) is None for row in rows):
+        return logits
+    logits = logits.clone()
+    for i, row in enumerate(rows):
+        if row.params.constraint is not None:
+            allowed = torch.tensor(row.params.constraint.allowed(row.request.prompt, row.tokens), dtype=torch.long)
+            keep = torch.full_like(logits[i], float("-inf"))
+            keep[allowed.to(logits.device)] = 0.0
+            logits[i] += keep
+    return logits
+
+
+def choose(logits, rows) -> list[int]:
+    """logits: (B, V) float32; rows: objects with .params, .tokens and .generator (and .request.prompt
+    for rows with a constraint)."""
+    import torch
+
+    logits = constrain(logits, rows)
     out = logits.argmax(-1).tolist()
     for i, row in enumerate(rows):
         p = row.params

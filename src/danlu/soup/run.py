@@ -134,8 +134,10 @@ def merge_tensors(spec: MergeSpec, sources: list[Source], base: Source | None, w
     base_reader = Reader(base) if base else None
     gen = torch.Generator().manual_seed(spec.seed)  # DARE's masks: same seed, same merge
     dtype = getattr(torch, spec.dtype) if spec.dtype != "auto" else None
+    from danlu.progress import track
+
     no_base = []
-    for key in sorted(readers[0].map):
+    for key in track(sorted(readers[0].map), desc=f"merge ({spec.method})", unit="tensor"):
         first = readers[0].get(key)
         if not first.is_floating_point():  # integer buffers are copied
             writer.add(key, first)
@@ -202,8 +204,11 @@ def run_merge(spec: MergeSpec, out: str | Path, *, overwrite: bool = False) -> d
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+    from danlu.files import normal_modes
+
+    normal_modes(staging)  # safetensors leaves its files 0600
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
-    log.info("merged %d models (%s) → %s", len(spec.models), spec.method, out)
+    # the CLI says "merged N models ... → out" (said once: the summary is the command's result)
     return {"out": str(out), "method": spec.method, "models": len(spec.models), "tensors": n, "base": base_name}

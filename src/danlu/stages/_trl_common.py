@@ -18,13 +18,16 @@ def is_peft(model) -> bool:
     return isinstance(model, PeftModel)
 
 
-def reference_is_base(method) -> bool:
+def reference_is_base(ctx) -> bool:
     """True when the adapter starts as a no-op, so switching it off gives the starting model.
-    PiSSA / OLoRA move the principal part of each weight into the adapter: the base alone is not
-    the starting model, and TRL's frozen copy of the initial adapter ("ref") stays the reference."""
+    PiSSA / OLoRA move the principal part of each weight into the adapter, and a continued adapter
+    (model.adapter_mode: continue) starts as the earlier run's policy: the base alone is not the
+    starting model, and TRL's frozen copy of the initial adapter ("ref") stays the reference."""
     from danlu.methods.lora import MUTATING_INITS
 
-    return getattr(method, "init", "default") not in MUTATING_INITS
+    if ctx.chain is not None and ctx.chain.continued:
+        return False
+    return getattr(ctx.config.method, "init", "default") not in MUTATING_INITS
 
 
 def reference_model(ctx):
@@ -32,10 +35,11 @@ def reference_model(ctx):
     in memory); a frozen second copy of the base for methods that change the base's weights."""
     if is_peft(ctx.model):
         return None
+    from danlu.methods.stack import merge_below
     from danlu.train.base_model import load_base
 
     log.info("method %s trains the base weights: loading a frozen reference copy", ctx.config.method.name)
-    ref = load_base(ctx)
+    ref = merge_below(load_base(ctx), ctx.chain.below if ctx.chain else [])  # stacked: base + earlier adapters
     ref.eval()
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -67,11 +71,11 @@ def keep_fp32_adapters(model) -> None:
             p.data = p.data.float()
 
 
-def drop_ref_adapter(trainer, method) -> None:
+def drop_ref_adapter(trainer, ctx) -> None:
     """TRL copies a PeftModel's adapter into a frozen "ref" adapter. A fresh LoRA adapter is a
     no-op, so the base with the adapter disabled is the same reference without the copy."""
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if is_peft(model) and "ref" in model.peft_config and reference_is_base(method):
+    if is_peft(model) and "ref" in model.peft_config and reference_is_base(ctx):
         model.delete_adapter("ref")
         model.set_adapter("default")
 
@@ -83,7 +87,7 @@ def finish(trainer, ctx):
     trainer.danlu = ctx
     quiet(trainer)
     keep_fp32_adapters(trainer.model)
-    drop_ref_adapter(trainer, ctx.config.method)
+    drop_ref_adapter(trainer, ctx)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return trainer
 

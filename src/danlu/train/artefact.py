@@ -11,6 +11,8 @@ from pathlib import Path
 
 import danlu
 from danlu.diskspace import guard_save, tensor_bytes
+from danlu.files import normal_modes
+from danlu.train.chain import copy_stacked
 
 META = "danlu.json"
 
@@ -71,8 +73,10 @@ def save_artefact(ctx, trainer) -> Path:
             (tmp / "training_args.bin").unlink(missing_ok=True)
             ctx.tokenizer.save_pretrained(str(tmp))
             write_generation_config(tmp, ctx, model)
+            copy_stacked(ctx, tmp)
             write_metadata(tmp, ctx)
     if ctx.is_main:
+        normal_modes(tmp)  # safetensors leaves its files 0600
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -96,10 +95,9 @@ class ProgressBar(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            from tqdm.auto import tqdm
+            from danlu.progress import bar
 
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step",
-                            dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+            self.bar = bar(total=state.max_steps, initial=state.global_step, desc="train", unit="step", leave=True)
             self._t0 = time.perf_counter()
             t = self.trainer_ref() if self.trainer_ref else None
             self._tok0 = getattr(t, "loss_tokens", 0)

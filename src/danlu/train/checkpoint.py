@@ -85,6 +85,9 @@ def manifest(root: Path) -> dict[str, dict]:
 
 def finalize(tmp: Path, final: Path, step: int, before_marker=None) -> None:
     """Flush `tmp`, rename it to `final`, then write the marker (atomically, last)."""
+    from danlu.files import normal_modes
+
+    normal_modes(tmp)  # safetensors leaves its files 0600
     _fsync_tree(tmp)
     if final.exists():  # a stale folder of the same step (no marker, or re-saved): replace it
         shutil.rmtree(final)

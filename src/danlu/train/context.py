@@ -70,6 +70,7 @@ class RunContext:
     train_rows: Any = None  # classify: the training rows (the majority baseline)
     held_out_before: dict[str, float] = field(default_factory=dict)  # dpo/kto/reward: metrics before training
     teacher: nn.Module | None = None  # distill: the teacher model
+    chain: Any = None  # model.adapter: the earlier adapter built on (train.chain.Chain), else None
 
     def format_options(self) -> FormatOptions:
         data = self.config.data

@@ -25,7 +25,7 @@ import yaml
 import danlu
 from danlu.errors import DanluError, TrainingInterrupted, UnsafeFileError, UserError
 from danlu.train import checkpoint as ckpt
-from danlu.train import distributed, levers
+from danlu.train import chain, distributed, levers
 from danlu.train.base_model import load_base
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,33 @@ def rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
-def prepare_run_dir(cfg, *, resume: bool, overwrite: bool, is_main: bool) -> Path:
+def check_data_files(cfg) -> None:
+    """A data file that does not exist, said before anything else (output_dir, model loading)."""
+    from danlu.data.readers import looks_like_path
+    from danlu.errors import DataError
+
+    for key in ("train", "eval"):
+        value = getattr(cfg.data, key)
+        for source in [value] if isinstance(value, str) else value or []:
+            if looks_like_path(source) and not Path(source).expanduser().exists():
+                raise DataError(f"data file not found: {source}", where=f"data.{key}",
+                                hint="check the path (relative paths start from the folder you run danlu in)")
+
+
+def prepare_run_dir(cfg, *, resume: bool, overwrite: bool, is_main: bool, dry_run: bool = False) -> Path:
+    """The run directory, checked: an earlier run there needs --resume or --overwrite (a dry run
+    only reads, so it is never stopped by one)."""
     run_dir = Path(cfg.output_dir)
     has_run = any((run_dir / name).exists() for name in ("checkpoints", "adapter", "model", "metrics.jsonl"))
+    overwrite = overwrite or (cfg.overwrite_output_dir and not resume)  # the YAML key never wipes a resumed run
+    if dry_run:
+        return run_dir
     if has_run and not resume and not overwrite:
         raise UserError(
             f"output_dir {run_dir} already holds a run",
             where="output_dir",
-            hint="continue it with --resume, start over with --overwrite (deletes that run), or pick another output_dir",
+            hint="continue it with --resume, start over with --overwrite or overwrite_output_dir: true (deletes that "
+                 "run), or pick another output_dir",
         )
     if is_main:
         if overwrite and has_run:
@@ -100,6 +119,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     stage = cfg.stage_options()
     ctx = RunContext(config=cfg, run_dir=run_dir, is_main=is_main, task=stage.task)
     ctx.precision = compute_precision(cfg.train.precision)
+    chain.prepare(cfg, ctx)  # model.adapter: the earlier adapter's method (continue), the chain
     cfg.method.check(cfg)
     stage.check(cfg)
     distributed.check(cfg)
@@ -114,10 +134,10 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
         write_reports(ctx.reports, run_dir / "data_report.json")
     model = load_base(ctx)
     torch.manual_seed(cfg.train.seed)  # new weights (LoRA A, adapters, virtual tokens) are the same every run
-    model = cfg.method.apply(model, MethodContext(task=stage.task, seed=cfg.train.seed,
-                                                   model_type=getattr(model.config, "model_type", ""),
-                                                   total_steps=optimizer_steps(cfg, len(train_ds))[0],
-                                                   batch_source=lambda n: first_batches(ctx, train_ds, n)))
+    mctx = MethodContext(task=stage.task, seed=cfg.train.seed, model_type=getattr(model.config, "model_type", ""),
+                         total_steps=optimizer_steps(cfg, len(train_ds))[0],
+                         batch_source=lambda n: first_batches(ctx, train_ds, n))
+    model = chain.attach(cfg, ctx, model, mctx)
     ctx.model = model
     trainable, total = count_parameters(model)
     lr = cfg.train.learning_rate
@@ -170,6 +190,7 @@ def plan_summary(cfg, ctx, train_ds) -> dict:
         "learning_rate": ctx.learning_rate,
         "precision": ctx.precision,
         **(ctx.params.as_dict() if ctx.params else {}),
+        **({"adapter_chain": ctx.chain.links} if ctx.chain is not None else {}),
     }
 
 
@@ -178,10 +199,13 @@ def run_training(cfg, *, resume: bool = False, overwrite: bool = False, dry_run:
     from danlu.plan.preflight import check_memory, peak_for_data
 
     is_main = rank() == 0
+    cfg.method.check(cfg)  # a bad combination of sections first (checked again by build),
+    cfg.stage_options().check(cfg)
+    check_data_files(cfg)  # then a missing data file, before the output_dir and anything large
     predicted = check_memory(cfg, strict=strict_memory)  # before anything large is loaded
     resume_mode = "auto" if resume else cfg.train.resume
-    run_dir = prepare_run_dir(cfg, resume=resume_mode != "never", overwrite=overwrite and not dry_run,
-                              is_main=is_main and not dry_run)
+    run_dir = prepare_run_dir(cfg, resume=resume_mode != "never", overwrite=overwrite, is_main=is_main,
+                              dry_run=dry_run)
     ctx, train_ds, eval_ds = build(cfg, run_dir=run_dir, is_main=is_main and not dry_run)
     plan = plan_summary(cfg, ctx, train_ds)
     if predicted is not None:  # refined with the tokenised data's real lengths (danlu.plan.batches)

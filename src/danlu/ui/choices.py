@@ -16,10 +16,13 @@ MAX_SCAN = 200
 
 
 def model_choices(ws) -> list[str]:
-    """builtin:* first (no download), then local models, then the planner's popular hub ids."""
+    """builtin:* first (no download), the installed packaged real models (pkg:*), then local models,
+    then the planner's popular hub ids."""
     from danlu.models.builtin import SPECS
+    from danlu.models.packaged import PACKAGED, installed
 
     out = [f"builtin:{name}" for name in SPECS]
+    out += [f"pkg:{key}" for key, entry in PACKAGED.items() if installed(entry)]
     out += workspace_models(ws)
     out += hf_cache_models()
     out += planner_models()

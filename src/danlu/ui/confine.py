@@ -28,6 +28,7 @@ from danlu.ui.workspace import OutsideWorkspace, Workspace
 # dotted YAML key (`*` = any stage section) → how its value is confined
 CONFINED: dict[str, str] = {
     "model.name_or_path": "path",
+    "model.adapter": "path",  # an earlier run or adapter folder, inside the workspace like any input
     "data.train": "path",
     "data.eval": "path",
     "data.dataset_dir": "path",

@@ -36,6 +36,7 @@ def job_env(extra: dict | None = None) -> dict:
     env["PYTHONPATH"] = SRC + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["PYTHONUNBUFFERED"] = "1"  # the log shows lines as they are written
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("DANLU_PROGRESS", "1")  # bars in the job log (tail() keeps each bar's last redraw)
     return env
 
 

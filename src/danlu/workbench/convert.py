@@ -262,6 +262,24 @@ def detect(row: dict) -> str | None:
     return detect_format(row, ("preference", "unpaired")) or detect_format(row)
 
 
+PAIR_KINDS = ("preference", "unpaired")
+
+
+def kind_mismatch(from_: str, writer, where: str) -> None:
+    """SFT rows asked to become preference pairs (or KTO rows): no row of the file can, so say
+    what the rows are and how pairs are made, not 'fix the row'."""
+    if writer.kind not in PAIR_KINDS or from_ not in FORMATS or FORMATS.get(from_).kind != "conversation":
+        return
+    need = "a chosen and a rejected answer to the same prompt" if writer.kind == "preference" else \
+        "an answer marked desirable or not (label true/false)"
+    raise DataError(
+        f"the rows are SFT rows ({from_}: one answer per prompt); a {writer.name} row needs {need}, "
+        "which these rows do not hold", where=where,
+        hint="make pairs first: keep each answer as `chosen` and add a worse one as `rejected` (for example the "
+             "base model's answer: `danlu synth answers PROMPTS -o worse.jsonl --base-url URL --model BASE`, then "
+             "join the two files by prompt); or train these rows with stage: sft")
+
+
 def convert_data(source: str, to: str, output: str | None = None, *, from_: str = "auto",
                  on_bad_row: str = "error") -> Summary:
     """Rows of `source` rewritten in layout `to` (default output SOURCE.TO.jsonl)."""
@@ -281,6 +299,7 @@ def convert_data(source: str, to: str, output: str | None = None, *, from_: str 
             try:
                 w.write(writer.row(read(raw.data)))
             except RowError as exc:
+                kind_mismatch(from_, writer, raw.where)
                 if on_bad_row == "error":
                     raise DataError(str(exc), where=raw.where,
                                     hint="fix the row, or pass --on-bad-row skip to skip such rows") from None

@@ -75,7 +75,7 @@ def fingerprint_pass(source: str, store: FingerprintStore, opts: DedupOptions, o
         if on_row is not None:
             on_row(n, raw.data)
         n += 1
-    summary.rows_in = n
+    summary.rows_in += n  # (+ the unreadable rows iter_good_rows counted)
     fp = store.finish()
     return Clusters(find_clusters(fp), fp.exact, fp.sigs)
 

@@ -22,6 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from danlu.errors import UserError
 from danlu.workbench.rowio import AtomicRowWriter, Summary, check_output, default_output, iter_good_rows
@@ -133,8 +134,36 @@ def _features(text: str) -> set[str]:
     return found
 
 
-def scrub_text(text: str, counts: Counter, kinds: frozenset[str] | None = None) -> str:
-    """`text` with every detected item replaced by <KIND>; `counts` gains one per replacement."""
+def allowed(found: str, allow: frozenset[str]) -> bool:
+    """`found` is on the allow-list: the same text (case-insensitive), the same digits (a phone
+    number however it is spaced), or an email at an allowed @domain."""
+    if not allow:
+        return False
+    text = found.strip().lower()
+    if text in allow:
+        return True
+    digits = re.sub(r"\D", "", text)
+    if len(digits) >= 7 and any(re.sub(r"\D", "", a) == digits for a in allow if "@" not in a):
+        return True
+    return "@" in text and any(a.startswith("@") and text.endswith(a) for a in allow)
+
+
+def allow_list(values: tuple[str, ...] | list[str] = (), files: tuple[str, ...] | list[str] = ()) -> frozenset[str]:
+    """--allow values (comma-separated too) and --allow-file lines (# comments), lower-cased."""
+    items = [v for value in values for v in value.split(",")]
+    for name in files:
+        try:
+            lines = Path(name).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UserError(f"cannot read the allow-list {name}: {exc.strerror}", where="--allow-file") from None
+        items += [line.split("#", 1)[0] for line in lines]
+    return frozenset(i.strip().lower() for i in items if i.strip())
+
+
+def scrub_text(text: str, counts: Counter, kinds: frozenset[str] | None = None,
+               allow: frozenset[str] = frozenset()) -> str:
+    """`text` with every detected item replaced by <KIND> (except the allow-listed: a company's own
+    support address or hotline); `counts` gains one per replacement, `counts['allowed']` per kept item."""
     if not text:
         return text
     features = _features(text)
@@ -145,6 +174,9 @@ def scrub_text(text: str, counts: Counter, kinds: frozenset[str] | None = None) 
         def repl(m: re.Match, det=det) -> str:
             if det.check is not None and not det.check(m.group(0)):
                 return m.group(0)
+            if allowed(m.group(0) if det.pattern is not _URL_PARAM else m.group(0)[len(m.group(1)):], allow):
+                counts["ALLOWED"] += 1
+                return m.group(0)
             counts[det.kind] += 1
             return f"<{det.kind}>" if det.pattern is not _URL_PARAM else f"{m.group(1)}<{det.kind}>"
 
@@ -153,7 +185,7 @@ def scrub_text(text: str, counts: Counter, kinds: frozenset[str] | None = None) 
 
 
 def scrub_data(source: str, output: str | None = None, *, kinds: tuple[str, ...] = (),
-               on_bad_row: str = "error") -> Summary:
+               on_bad_row: str = "error", allow: frozenset[str] = frozenset()) -> Summary:
     """Scrub every content string of `source` into `output` (default SOURCE.scrub.jsonl)."""
     unknown = sorted(set(k.upper() for k in kinds) - set(KINDS))
     if unknown:
@@ -167,10 +199,13 @@ def scrub_data(source: str, output: str | None = None, *, kinds: tuple[str, ...]
         for raw in iter_good_rows(source, on_bad_row, summary):
             summary.rows_in += 1
             found: Counter = Counter()
-            writer.write(map_strings(raw.data, lambda t: scrub_text(t, found, wanted)))
+            writer.write(map_strings(raw.data, lambda t: scrub_text(t, found, wanted, allow)))
             summary.rows_out += 1
             for kind in found:
-                summary.change(kind.lower())
+                if kind != "ALLOWED":
+                    summary.change(kind.lower())
             total.update(found)
     summary.counts.update({f"replaced: {k.lower()}": total[k] for k in KINDS if total[k]})
+    if total["ALLOWED"]:
+        summary.counts["kept (allow-list)"] = total["ALLOWED"]
     return summary.done()

@@ -30,7 +30,8 @@ def iter_good_rows(source: str, on_bad_row: str = "error", summary: Summary | No
         elif on_bad_row == "error":
             raise DataError(raw.error or "unreadable row", where=raw.where,
                             hint="`danlu data validate` lists every problem; --on-bad-row skip skips such rows")
-        elif summary is not None:
+        elif summary is not None:  # a row read like any other: counted in, then dropped (as validate counts it)
+            summary.rows_in += 1
             summary.drop("unreadable")
 
 

@@ -79,3 +79,26 @@ def test_vocab_marks_special_tokens_and_pads_the_model_rows(tiny_tokenizer):
     assert tokens[im_end] == "<|im_end|>" and types[im_end] == TokenType.CONTROL
     assert tokens[-1] == f"[PAD{n - 1}]" and types[-1] == TokenType.UNUSED
     assert types[100] == TokenType.NORMAL and tokens[100] == tiny_tokenizer.convert_ids_to_tokens(100)
+
+
+@pytest.mark.parametrize("kind", ["q4_k_m", "q5_k_m", "q6_k"])
+def test_k_quants_without_llama_cpp_say_what_to_install(monkeypatch, kind):
+    import sys
+
+    from danlu.errors import UserError
+    from danlu.export.run import ExportOptions
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp → ImportError
+    with pytest.raises(UserError) as err:
+        ExportOptions(gguf=True, gguf_type=kind).validate()
+    assert err.value.where == "--gguf-type" and "pip install 'danlu[llamacpp]'" in str(err.value.hint)
+    ExportOptions(gguf=True, gguf_type="q8_0").validate()  # f16 / q8_0 need only the gguf package
+
+
+def test_unknown_gguf_types_list_the_choices():
+    from danlu.errors import UserError
+    from danlu.export.run import ExportOptions
+
+    with pytest.raises(UserError) as err:
+        ExportOptions(gguf=True, gguf_type="q3_k_s").validate()
+    assert "q4_k_m" in str(err.value.hint) and "q6_k" in str(err.value.hint)

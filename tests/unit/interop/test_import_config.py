@@ -132,3 +132,20 @@ def test_liger_and_unsloth_offloaded_checkpointing_map_to_the_gpu_levers():
     assert t["liger_kernel"] is True
     assert t["gradient_checkpointing"] is True and t["offload_activations"] is True
     assert any(m.startswith("use_unsloth_gc: True → train.offload_activations") for m in conv.mapped)
+
+
+@pytest.mark.parametrize("create_new, mode", [(None, "continue"), (False, "continue"), (True, "stack")])
+def test_adapter_name_or_path_maps_to_model_adapter(create_new, mode):
+    lf = {"model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct", "stage": "dpo", "adapter_name_or_path": "saves/sft",
+          "overwrite_output_dir": True}
+    if create_new is not None:
+        lf["create_new_adapter"] = create_new
+    conv = convert(lf)
+    assert conv.config["model"]["adapter"] == "saves/sft" and conv.config["model"]["adapter_mode"] == mode
+    assert conv.config["overwrite_output_dir"] is True
+    assert set(lf) <= conv.accounted() and not conv.dropped
+
+
+def test_several_adapters_are_dropped_with_a_reason():
+    conv = convert({"model_name_or_path": "x/y", "adapter_name_or_path": "a,b"})
+    assert "adapter" not in conv.config["model"] and any("merge" in d for d in conv.dropped)

@@ -48,9 +48,39 @@ def test_out_of_bounds_values_are_rejected(field, value):
 def test_unsupported_fields_are_named_and_off_values_accepted():
     base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     assert P.ChatCompletionRequest(**base, functions=[{"name": "f"}]).unsupported() == "functions"
-    assert P.ChatCompletionRequest(**base, logprobs=True).unsupported() == "logprobs"
+    assert P.ChatCompletionRequest(**base, logit_bias={"1": 5}).unsupported() == "logit_bias"
+    assert P.ChatCompletionRequest(**base, logprobs=True, top_logprobs=3).unsupported() is None  # served now
     assert P.ChatCompletionRequest(**base, logprobs=False, functions=[], user="u1", store=False).unsupported() is None
     assert P.ChatCompletionRequest(**base, tools=[{"type": "function"}], tool_choice="auto").unsupported() is None
+
+
+@pytest.mark.parametrize("prompt, prompts", [
+    ("hi", ["hi"]), (["a", "b"], ["a", "b"]), ([1, 2, 3], [[1, 2, 3]]), ([[1, 2], [3]], [[1, 2], [3]]),
+])
+def test_completion_prompts_take_text_and_token_ids(prompt, prompts):
+    assert P.CompletionRequest(model="m", prompt=prompt).prompts() == prompts
+
+
+@pytest.mark.parametrize("prompt", [{"a": 1}, [1, "x"], [[1], []], [True, 2], [-1], 5, None, [[1], "a"]])
+def test_malformed_prompts_get_one_plain_message(prompt):
+    from fastapi.exceptions import RequestValidationError
+
+    from danlu.serve.handlers import validation_error
+
+    with pytest.raises(ValidationError) as caught:
+        P.CompletionRequest(model="m", prompt=prompt)
+    error = validation_error(RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in caught.value.errors()]))
+    assert error.param == "prompt" and error.message == f"prompt: {P.PROMPT_SHAPES}"
+
+
+def test_scoring_bounds():
+    assert P.CompletionRequest(model="m", prompt="x", max_tokens=0).scored
+    assert not P.CompletionRequest(model="m", prompt="x", max_tokens=3).scored
+    for bad in ({"logprobs": 21}, {"logprobs": -1}, {"max_tokens": -1}):
+        with pytest.raises(ValidationError):
+            P.CompletionRequest(model="m", prompt="x", **bad)
+    with pytest.raises(ValidationError):
+        P.ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}], top_logprobs=21)
 
 
 def test_messages_keep_extra_keys_for_the_template_and_map_developer_to_system():

@@ -54,10 +54,16 @@ def test_first_screen_labels_are_words_with_the_key_as_info(lang):
 
 
 def test_pickers_offer_builtin_planner_lf_entries_and_checkpoints(tmp_path):
+    from danlu.models.builtin import SPECS
+
     ws = Workspace(tmp_path / "ws")
     models = choices.model_choices(ws)
     assert models[0] == "builtin:tiny" and "Qwen/Qwen2.5-0.5B" in models
     assert "google-bert/bert-base-uncased" not in models  # encoders are not chat models
+    from danlu.models.packaged import PACKAGED, installed
+
+    packaged = [f"pkg:{k}" for k, e in PACKAGED.items() if installed(e)]
+    assert models[len(SPECS):len(SPECS) + len(packaged)] == packaged  # real models right after builtin
     (ws.dir("data") / "qa.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
     (ws.root / "data" / "dataset_info.json").write_text(json.dumps({"alpaca_demo": {"file_name": "qa.jsonl"}}))
     assert choices.dataset_choices(ws) == ["data/qa.jsonl", "lf:alpaca_demo"]

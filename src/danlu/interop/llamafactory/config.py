@@ -26,6 +26,7 @@ SIMPLE: dict[str, tuple[str, type]] = {
     "train_on_prompt": ("data.train_on_prompt", bool),
     "mask_history": ("data.mask_history", bool),
     "output_dir": ("output_dir", str),
+    "overwrite_output_dir": ("overwrite_output_dir", bool),
     "logging_steps": ("train.logging_steps", int),
     "save_steps": ("train.save_steps", int),
     "save_total_limit": ("train.save_total_limit", int),
@@ -51,7 +52,6 @@ NOT_NEEDED = {
     "overwrite_cache": "danlu tokenises on every run; there is no cache to overwrite",
     "preprocessing_num_workers": "tokenisation runs in the training process",
     "plot_loss": "metrics.jsonl and TensorBoard logs are always written",
-    "overwrite_output_dir": "use `danlu train CONFIG --overwrite`",
     "ddp_timeout": "set by danlu's launcher",
     "save_only_model": "danlu checkpoints always hold what resuming needs",
     "logging_dir": "logs go under output_dir",
@@ -62,7 +62,6 @@ NO_EQUIVALENT = {
     "deepspeed": "danlu's config has no deepspeed key; ZeRO runs through an accelerate config at launch",
     "use_unsloth": "danlu does not patch models with Unsloth kernels",
     "neftune_noise_alpha": "NEFTune noise is not implemented in danlu",
-    "adapter_name_or_path": "continuing from an existing adapter is not a config key in danlu",
     "tokenized_path": "danlu tokenises on every run (no saved tokenised dataset)",
     "streaming": "danlu reads files fully; hub datasets stream always",
     "mix_strategy": "danlu concatenates the datasets in order",
@@ -428,7 +427,29 @@ def _resume(value, lf, out: Conversion, key: str) -> None:
         out.not_needed.append(f"{key}: {_show(value)} — unset")
 
 
+def _adapter(value, lf, out: Conversion, key: str) -> None:
+    """adapter_name_or_path (one adapter): continue it, or with create_new_adapter: true merge it
+    and train a new one on top (LLaMA-Factory's semantics)."""
+    if key == "create_new_adapter":
+        if not lf.get("adapter_name_or_path"):
+            out.not_needed.append(f"{key}: {_show(value)} — no adapter_name_or_path")
+        return
+    paths = [p.strip() for p in str(value).split(",") if p.strip()] if value else []
+    if not paths:
+        out.not_needed.append(f"{key}: {_show(value)} — unset")
+        return
+    if len(paths) > 1:
+        out.drop(key, value, "danlu builds on one adapter (model.adapter); merge the earlier ones first "
+                             "(danlu export RUN --merge -o DIR) and give DIR as model_name_or_path")
+        return
+    out.set("model.adapter", paths[0], key, value)
+    mode = "stack" if lf.get("create_new_adapter") else "continue"
+    out.set("model.adapter_mode", mode, "create_new_adapter" if "create_new_adapter" in lf else None,
+            lf.get("create_new_adapter"))
+
+
 HANDLERS = {
+    "adapter_name_or_path": _adapter, "create_new_adapter": _adapter,
     "dataset": _datasets, "eval_dataset": _datasets, "template": _template, "lr_scheduler_type": _scheduler,
     "optim": _optim, "report_to": _report_to, "bf16": _precision, "fp16": _precision, "pure_bf16": _precision,
     "flash_attn": _flash_attn, "val_size": _val_size, "eval_strategy": _eval_strategy,

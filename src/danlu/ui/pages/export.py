@@ -42,6 +42,14 @@ def serve_args(ws, target: str, adapters: str, port: int) -> list[str]:
     return args
 
 
+def served_name(ws, target: str) -> str:
+    """The model name the server started for `target` answers to (GET /v1/models lists it)."""
+    from danlu.serve.adapters import served_model_name
+
+    path = ws.resolve(target, must_exist=True)
+    return served_model_name(ws.relative(path), path)
+
+
 def snippets(port: int, model: str) -> str:
     url = f"http://127.0.0.1:{int(port)}/v1"
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "你好"}]}, ensure_ascii=False)
@@ -96,7 +104,7 @@ def build(ctx) -> None:
         start = L.add(gr.Button(variant="primary", interactive=can_serve, elem_id="serve-start"), value="serve.start")
         stop = L.add(gr.Button(variant="stop", interactive=can_serve, elem_id="serve-stop"), value="serve.stop")
     serve_status = gr.Markdown(elem_id="serve-status")
-    code_md = gr.Markdown(snippets(8000, "default"), elem_id="serve-snippets")
+    code_md = gr.Markdown(snippets(8000, "MODEL-NAME"), elem_id="serve-snippets")  # the real name once started
     serve_log = L.add(gr.Textbox(lines=6, max_lines=6, autoscroll=True), label="runs.log")
 
     def on_start(tgt, ad, p, lang):
@@ -105,7 +113,7 @@ def build(ctx) -> None:
             jobs.start(SERVE_KEY, "serve", argv, cwd=ws.root, log_path=ws.dir(".danlu-ui") / "serve.log")
         except UserError as exc:
             return f"⚠️ {exc}", gr.update()
-        return t("serve.started", lang, port=int(p)), snippets(p, "default")
+        return t("serve.started", lang, port=int(p)), snippets(p, served_name(ws, tgt))
 
     start.click(on_start, [target, adapters, port, ctx.lang], [serve_status, code_md])
     stop.click(lambda lang: t("train.stop_sent", lang, run="serve", how=jobs.stop(SERVE_KEY)), ctx.lang, serve_status)
