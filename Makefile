@@ -39,7 +39,7 @@ test-fast: $(STAMP)
 
 # real pretrained weights (danlu[real]: SmolLM2-135M-Instruct, gemma-3-270m); minutes on 2 cores
 test-real: $(STAMP)
-	$(BIN)/python -m pytest -q -m real tests/real
+	$(BIN)/python -m pytest -q -m real tests/real --durations=0
 
 # The web UI in headless Chromium (Debian's chromium + a CJK font + Playwright's Python package);
 # screenshots of every page in en and zh in test-artefacts/browser/.
