@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 
@@ -24,6 +25,8 @@ def setup_logging(verbose: bool = False) -> None:
     # read by transformers when it is imported (later, only by commands that need it)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also hides "Loading weights" bars
+    if "transformers" in sys.modules:  # imported before this (in-process callers): the variable came too late
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     _quiet_deepspeed()
     # bitsandbytes, on a CPU with AVX512-BF16, asks for a hub-downloaded kernel for its bf16 4-bit
     # path; danlu keeps its generic path there (models/load.py fit_bnb_cpu_packing): not a problem

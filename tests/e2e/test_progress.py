@@ -13,6 +13,7 @@ import sys
 import termios
 
 import pytest
+import transformers  # noqa: F401  imported before the in-process CLI sets its environment (the xdist order that showed transformers' loading bars)
 
 from tests.conftest import ROOT, tiny_config
 from tests.e2e.test_stages_a import cli

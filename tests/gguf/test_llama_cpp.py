@@ -90,9 +90,17 @@ def test_llama_cpp_loads_the_export_and_agrees_with_transformers(merged, kind, t
             ref = model(torch.tensor([ids])).logits[0]
         got = cpp_logits(llm, ids)[:, : ref.shape[-1]]
         worst = max(worst, float((got - ref).abs().max()))
-        ref_greedy = model.generate(torch.tensor([ids]), max_new_tokens=GREEDY_TOKENS, do_sample=False,
-                                    eos_token_id=None, pad_token_id=tok.pad_token_id)[0, len(ids):].tolist()
-        assert cpp_greedy(llm, ids, GREEDY_TOKENS) == ref_greedy, "greedy continuations differ"
+        gen = model.generate(torch.tensor([ids]), max_new_tokens=GREEDY_TOKENS, do_sample=False, eos_token_id=None,
+                             pad_token_id=tok.pad_token_id, output_scores=True, return_dict_in_generate=True)
+        ref_greedy = gen.sequences[0, len(ids):].tolist()
+        # agree up to the first near tie: where transformers' top two are closer than the quantised
+        # weights can move a logit, llama.cpp may pick either (f16: no such position on these prompts)
+        top2 = [s[0].float().topk(2).values for s in gen.scores]
+        tie = next((i for i, v in enumerate(top2) if float(v[0] - v[1]) <= 2 * (3 * weight_error + 1e-3)), len(top2))
+        got_greedy = cpp_greedy(llm, ids, GREEDY_TOKENS)
+        assert got_greedy[:tie] == ref_greedy[:tie], f"greedy continuations differ before the first near tie ({tie})"
+        if kind == "f16":
+            assert got_greedy == ref_greedy, "greedy continuations differ"
     tolerance = 3 * weight_error + 1e-3
     print(f"\n{run.name} {kind}: max |Δlogit| llama.cpp vs transformers {worst:.2e}; "
           f"weights-only {weight_error:.2e}; tolerance {tolerance:.2e}")
