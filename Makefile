@@ -49,7 +49,7 @@ test-browser: $(STAMP)
 	$(BIN)/python -m pip install -q $(PIN) -e ".[browser]"
 	$(BIN)/python -m pytest -q -m browser tests/browser
 
-# opt-in: the exported GGUF files in llama.cpp itself; llama-cpp-python builds from source (~4 min on 2 cores)
+# the exported GGUF files in llama.cpp itself (also part of `make test` once the `real` extra brought llama-cpp-python)
 test-gguf: $(STAMP)
 	$(BIN)/python -m pip install -q $(PIN) "llama-cpp-python>=0.3"
 	$(BIN)/python -m pytest -q -m gguf tests/gguf -s
