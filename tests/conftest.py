@@ -95,3 +95,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def one_torch_thread():
+    """Body of the autouse `one_thread` fixtures: builtin and small real models gain nothing from a
+    second torch thread, and on a shared 2-core machine two threads ran up to 10x slower (measured).
+    Use as `one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

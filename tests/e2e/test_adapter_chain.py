@@ -11,19 +11,12 @@ import stat
 
 import pytest
 
-from tests.conftest import tiny_config, write_jsonl
+from tests.conftest import one_torch_thread, tiny_config, write_jsonl
 from tests.e2e.test_stages_a import cli
 from tests.unit.stages.synthetic import preference_rows
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.fixture(scope="module")

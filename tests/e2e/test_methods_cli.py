@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli, tiny_config
+from tests.conftest import one_torch_thread, run_cli, tiny_config
 
 
 def _train(tmp_path, qa_file, method: dict, lr: float):
@@ -65,14 +65,7 @@ def test_lora_eva_init_reads_training_batches_through_the_cli(tmp_path, qa_file)
     _reload_and_answer(run)  # PEFT reloads an EVA-initialised adapter like any LoRA
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 def test_methods_table_on_a_model():

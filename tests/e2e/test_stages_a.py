@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, tiny_config, write_jsonl
+from tests.conftest import ROOT, one_torch_thread, run_cli, tiny_config, write_jsonl
 from tests.unit.stages.synthetic import preference_rows, unpaired_rows
 
 STAGE_DATA = {"pretrain": "text", "dpo": "pairs", "orpo": "pairs", "kto": "unpaired", "reward": "pairs",
@@ -19,15 +19,7 @@ STAGES = list(STAGE_DATA)
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """builtin:tiny: per-op threading overhead dominates, and the CPUs are shared."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.fixture(scope="module")

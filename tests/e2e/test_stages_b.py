@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import run_cli, tiny_config, write_jsonl
+from tests.conftest import one_torch_thread, run_cli, tiny_config, write_jsonl
 
 QUESTIONS = [
     "What is FlowDesk?", "How much is the Team plan?", "Is there a free trial?", "Where is my data stored?",
@@ -38,14 +38,7 @@ RL_TRAIN = {"batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.0, "lr_sch
             "max_length": 64, "logging_steps": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """builtin:tiny gains nothing from a second thread, and on a shared 2-core machine two
-    threads ran 10× slower than one (measured); the subprocess run gets OMP_NUM_THREADS=1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 def danlu(*args: str) -> tuple[int, str]:

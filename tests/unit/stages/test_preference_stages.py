@@ -12,20 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import write_jsonl
+from tests.conftest import one_torch_thread, write_jsonl
 from tests.unit.stages.synthetic import preference_rows, unpaired_rows
 
 TRAIN = {"max_steps": 10, "batch_size": 8, "learning_rate": 1e-2, "logging_steps": 5, "max_length": 64,
          "report_to": [], "save_steps": 100, "warmup_ratio": 0.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: per-op threading overhead dominates, and the CPUs are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import one_torch_thread
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_thread = pytest.fixture(autouse=True, scope="module")(one_torch_thread)
