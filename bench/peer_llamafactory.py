@@ -77,7 +77,7 @@ def run_lf(work: Path, lf_bin: Path, model: Path, name: str, extra: dict, thread
     return {"train_s": res["train_runtime"], "steps": steps, "losses": losses, "peak_rss_bytes": rss, "wall_s": wall}
 
 
-def run_danlu(work: Path, rows: Path, model: Path, threads: int, extra_train: dict) -> dict:
+def danlu_config(work: Path, rows: Path, model: Path, extra_train: dict) -> Path:
     c = COMMON
     cfg = {"model": {"name_or_path": str(model)},
            "data": {"train": str(rows), "format": "alpaca", "template": "qwen", "system": SYSTEM},
@@ -89,6 +89,11 @@ def run_danlu(work: Path, rows: Path, model: Path, threads: int, extra_train: di
            "eval": {"strategy": "no"}, "output_dir": str(work / "out-danlu")}
     path = work / "danlu.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_danlu(work: Path, rows: Path, model: Path, threads: int, extra_train: dict) -> dict:
+    path = danlu_config(work, rows, model, extra_train)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src"),
            "TOKENIZERS_PARALLELISM": "false"}
     code, rss, wall = run_measured([sys.executable, "-m", "danlu", "train", str(path), "--overwrite"], env=env,

@@ -191,7 +191,10 @@ class Lora(PeftMethod):
             self._eva_init(model, ctx)
         if self.init in MUTATING_INITS:
             self._save_initial(model)
-        return model
+        return _fast_dropout(model)
+
+    def continue_adapter(self, model, ctx: MethodContext, adapter_dir: Path):
+        return _fast_dropout(super().continue_adapter(model, ctx, adapter_dir))
 
     def _eva_init(self, model, ctx: MethodContext) -> None:
         """EVA (Paischer et al. 2024, PEFT): each A := the top-r right singular vectors of that
@@ -240,6 +243,16 @@ class Lora(PeftMethod):
         if not self.quantize:
             return model.merge_and_unload()
         return merge_into_dequantized(model)
+
+
+def _fast_dropout(model):
+    """PEFT's per-layer nn.Dropout draws one random number per element on CPU: see fast_dropout.py."""
+    from danlu.methods.fast_dropout import use_fast_dropout
+
+    n = use_fast_dropout(model)
+    if n:
+        log.debug("LoRA dropout: FastDropout in %d layers", n)
+    return model
 
 
 def _eva_forward(model, inputs: dict):
