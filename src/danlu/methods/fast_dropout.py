@@ -40,8 +40,8 @@ class FastDropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        keep = keep_mask(x.shape, self.p, x.device)
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        # the scaled mask in x's dtype, as ATen's own dropout makes it (in bf16 1/(1-p) rounds the same way)
+        return x * keep_mask(x.shape, self.p, x.device).to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

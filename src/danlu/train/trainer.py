@@ -80,6 +80,8 @@ class DanluTrainerMixin:
             from danlu.train.levers import forward_offload_context
 
             stack.enter_context(forward_offload_context(self.danlu.config))
+            autocast = self.args.bf16 or self.args.fp16
+            stack.enter_context(self.danlu.config.method.training_forward_context(self.model, autocast))
         return stack
 
     # ---- NaN / inf guard --------------------------------------------------------------------
