@@ -271,6 +271,6 @@ def choose_collator(ctx):
 def packing_kind(collator) -> str:
     from danlu.data.collate import PackingCollator, PaddingCollator, VarlenCollator
 
-    kinds = {VarlenCollator: "varlen (flash-attention, no mask)", PackingCollator: "4D block-diagonal mask",
+    kinds = {VarlenCollator: "varlen (one padding-free row, no mask)", PackingCollator: "4D block-diagonal mask",
              PaddingCollator: "none (padding)"}
     return kinds.get(type(collator), type(collator).__name__)
