@@ -80,7 +80,9 @@ class DanluTrainerMixin:
             from danlu.train.levers import forward_offload_context
 
             stack.enter_context(forward_offload_context(self.danlu.config))
-            autocast = self.args.bf16 or self.args.fp16
+            # not under gradient checkpointing: its recompute runs outside this context, and a
+            # recomputed tensor of another dtype than the forward's is an error (non-reentrant checkpoint)
+            autocast = (self.args.bf16 or self.args.fp16) and not self.args.gradient_checkpointing
             stack.enter_context(self.danlu.config.method.training_forward_context(self.model, autocast))
         return stack
 
