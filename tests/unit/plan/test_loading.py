@@ -36,17 +36,21 @@ def test_converted_checkpoint_stays_mapped_while_loading():
     assert loading(same) == pytest.approx(loading(est) - s.arch.n_params * 4)
 
 
-@pytest.mark.parametrize("method,opts,extra_file", [
-    ("full", {}, False),  # fp32 weights trained in place: the mapped fp32 file is the weights
-    ("lora", {"r": 8}, True),  # bf16 storage made from the fp32 file
-    ("qlora", {"r": 8}, True),  # bitsandbytes quantises from the file
+@pytest.mark.parametrize("method,opts,ckpt_per_param,extra_file,file_in_weights", [
+    ("full", {}, 4, False, False),  # fp32 weights trained in place: the mapped fp32 file is the weights
+    ("lora", {"r": 8}, 4, True, False),  # bf16 storage made from the fp32 file: both while loading
+    ("qlora", {"r": 8}, 4, False, True),  # fp32 embeddings/norms stay views of the file: mapped all run
+    ("qlora", {"r": 8}, 2, True, False),  # a bf16 file is upcast to fp32 copies, then let go
 ])
-def test_loading_by_method(method, opts, extra_file):
-    cal = calibration()
-    est = estimate_memory(cpu_spec(method, opts))
-    tok_transient = (cal.cpu_tokenizer_load_bytes_per_vocab - cal.cpu_tokenizer_bytes_per_vocab) * 262_144
-    mapped = est.term("loading") - tok_transient
-    assert mapped == pytest.approx(resolve_arch(GEMMA).n_params * 4 if extra_file else 0)
+def test_loading_by_method(method, opts, ckpt_per_param, extra_file, file_in_weights):
+    cal, arch = calibration(), resolve_arch(GEMMA)
+    est = estimate_memory(cpu_spec(method, opts, ckpt_per_param=ckpt_per_param))
+    tok_transient = (cal.cpu_tokenizer_load_bytes_per_vocab - cal.cpu_tokenizer_bytes_per_vocab) * arch.vocab
+    file = arch.n_params * ckpt_per_param
+    assert est.term("loading") - tok_transient == pytest.approx(file if extra_file else 0)
+    if method == "qlora":
+        packed = est.term("weights") - (file if file_in_weights else 4 * (arch.n_params - arch.linear_params))
+        assert packed == pytest.approx(arch.linear_params * (0.5 + 1 / 64 + 4 / (64 * 256)))  # NF4, double quant
 
 
 def test_tokenizer_term_scales_with_the_vocabulary():
