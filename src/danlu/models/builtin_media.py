@@ -1,0 +1,83 @@
+"""The image and speech `builtin:*` models, built offline from a config with a seeded random init
+(danlu.models.builtin caches them like the text ones):
+
+  tiny-vit      ViT-shaped image encoder: 32 px RGB images, 4 px patches, d=64, 2 layers, with a
+                ViTImageProcessorPil (PIL only: no torchvision). `stage: classify` adds the head.
+  tiny-whisper  Whisper-shaped speech recogniser: 40 mel bins, 2 s windows (16 kHz), d=64, 2+2 layers,
+                a WhisperProcessor whose tokenizer is a 2,048-token byte-level BPE trained on the
+                bundled corpus (English and Chinese) with Whisper's special tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SEED = 20250417
+IMAGE_SIZE = 32
+WHISPER_SECONDS = 2  # the feature extractor's window (chunk_length); clips are padded or cut to it
+WHISPER_MELS = 40
+WHISPER_VOCAB = 2048
+WHISPER_SPECIAL = ["<|endoftext|>", "<|startoftranscript|>", "<|translate|>", "<|transcribe|>",
+                   "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+
+
+def _seeded(build):
+    import torch
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(SEED)
+    try:
+        return build()
+    finally:
+        torch.random.set_rng_state(state)
+
+
+def build_vit(spec, out: Path) -> None:
+    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+
+    config = ViTConfig(image_size=IMAGE_SIZE, patch_size=4, num_channels=3, hidden_size=spec.hidden,
+                       num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
+                       intermediate_size=spec.intermediate)
+    model = _seeded(lambda: ViTModel(config, add_pooling_layer=False))
+    model.save_pretrained(str(out), safe_serialization=True)
+    ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]).save_pretrained(str(out))
+
+
+def whisper_tokenizer():
+    """Whisper's tokenizer class over danlu's bundled byte-level BPE (no language token: the
+    prefix is <|startoftranscript|><|notimestamps|>)."""
+    from transformers import WhisperTokenizer
+
+    from danlu.models.builtin import train_tokenizer
+
+    raw = json.loads(train_tokenizer(WHISPER_SPECIAL, vocab_size=WHISPER_VOCAB).to_str())
+    vocab, merges = raw["model"]["vocab"], [tuple(m) if isinstance(m, list) else tuple(m.split(" "))
+                                            for m in raw["model"]["merges"]]
+    tok = WhisperTokenizer(vocab=vocab, merges=merges, model_max_length=448)
+    tok.add_special_tokens({"additional_special_tokens": WHISPER_SPECIAL[1:]})
+    tok.set_prefix_tokens(language=None, task=None, predict_timestamps=False)
+    return tok
+
+
+def build_whisper(spec, out: Path) -> None:
+    from transformers import (WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
+                              WhisperProcessor)
+
+    tok = whisper_tokenizer()
+    frames = WHISPER_SECONDS * 100  # 10 ms hops
+    sot, eot = tok.convert_tokens_to_ids("<|startoftranscript|>"), tok.eos_token_id
+    config = WhisperConfig(
+        vocab_size=(len(tok) + 63) // 64 * 64, num_mel_bins=WHISPER_MELS, d_model=spec.hidden,
+        encoder_layers=spec.layers, decoder_layers=spec.layers, encoder_attention_heads=spec.heads,
+        decoder_attention_heads=spec.heads, encoder_ffn_dim=spec.intermediate, decoder_ffn_dim=spec.intermediate,
+        max_source_positions=frames // 2, max_target_positions=spec.max_positions,
+        pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot,
+        begin_suppress_tokens=None, suppress_tokens=None,
+    )
+    model = _seeded(lambda: WhisperForConditionalGeneration(config))
+    model.generation_config.forced_decoder_ids = None
+    model.save_pretrained(str(out), safe_serialization=True)
+    features = WhisperFeatureExtractor(feature_size=WHISPER_MELS, chunk_length=WHISPER_SECONDS)
+    WhisperProcessor(feature_extractor=features, tokenizer=tok).save_pretrained(str(out))
