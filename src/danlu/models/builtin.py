@@ -193,7 +193,8 @@ def _build(spec: Spec, out: Path) -> None:
     if spec.arch in ("vit", "whisper"):
         from danlu.models import builtin_media
 
-        return (builtin_media.build_vit if spec.arch == "vit" else builtin_media.build_whisper)(spec, out)
+        build = builtin_media.build_vit if spec.arch == "vit" else builtin_media.build_whisper
+        return build(spec, out, train_tokenizer)
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig
 

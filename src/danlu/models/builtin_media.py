@@ -33,7 +33,7 @@ def _seeded(build):
         torch.random.set_rng_state(state)
 
 
-def build_vit(spec, out: Path) -> None:
+def build_vit(spec, out: Path, train_tokenizer=None) -> None:
     from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
 
     config = ViTConfig(image_size=IMAGE_SIZE, patch_size=4, num_channels=3, hidden_size=spec.hidden,
@@ -45,12 +45,10 @@ def build_vit(spec, out: Path) -> None:
                          image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]).save_pretrained(str(out))
 
 
-def whisper_tokenizer():
-    """Whisper's tokenizer class over danlu's bundled byte-level BPE (no language token: the
-    prefix is <|startoftranscript|><|notimestamps|>)."""
+def whisper_tokenizer(train_tokenizer):
+    """Whisper's tokenizer class over danlu's bundled byte-level BPE (`train_tokenizer`: the one
+    builtin.py trains; no language token: the prefix is <|startoftranscript|><|notimestamps|>)."""
     from transformers import WhisperTokenizer
-
-    from danlu.models.builtin import train_tokenizer
 
     raw = json.loads(train_tokenizer(WHISPER_SPECIAL, vocab_size=WHISPER_VOCAB).to_str())
     vocab, merges = raw["model"]["vocab"], [tuple(m) if isinstance(m, list) else tuple(m.split(" "))
@@ -61,11 +59,11 @@ def whisper_tokenizer():
     return tok
 
 
-def build_whisper(spec, out: Path) -> None:
+def build_whisper(spec, out: Path, train_tokenizer) -> None:
     from transformers import (WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
                               WhisperProcessor)
 
-    tok = whisper_tokenizer()
+    tok = whisper_tokenizer(train_tokenizer)
     frames = WHISPER_SECONDS * 100  # 10 ms hops
     sot, eot = tok.convert_tokens_to_ids("<|startoftranscript|>"), tok.eos_token_id
     config = WhisperConfig(
