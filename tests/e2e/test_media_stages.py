@@ -25,19 +25,19 @@ def speech(tmp_path_factory):
     return make_speech_samples(tmp_path_factory.mktemp("speech"), n_train=96, n_eval=16, seed=2)
 
 
-def _train(tmp_path, data, **sections):
-    cfg = tiny_config(tmp_path, data, **sections)
+def _train(tmp_path, data_file, **sections):
+    cfg = tiny_config(tmp_path, data_file, **sections)
     proc = run_cli("train", str(cfg), env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp_path / "run" / "run_info.json").read_text())
 
 
-@pytest.mark.parametrize("method, data, lr, epochs", [
+@pytest.mark.parametrize("method, source, lr, epochs", [
     ({"name": "full"}, "images", 2e-3, 6),  # a folder per class
     ({"name": "lora", "r": 8}, "labels.jsonl", 1e-2, 6),  # {image, label} rows, head trained whole
 ])
-def test_image_classify_beats_majority(tmp_path, images, method, data, lr, epochs):
-    info = _train(tmp_path, images / data, model={"name_or_path": "builtin:tiny-vit"}, stage="classify",
+def test_image_classify_beats_majority(tmp_path, images, method, source, lr, epochs):
+    info = _train(tmp_path, images / source, model={"name_or_path": "builtin:tiny-vit"}, stage="classify",
                   method=method, data={"eval_split": 0.25},
                   train={"max_steps": -1, "epochs": epochs, "batch_size": 8, "learning_rate": lr, "save_steps": 1000})
     assert info["eval_samples"] == 10
@@ -70,13 +70,14 @@ def test_bad_image_row_is_counted_or_stops_with_file_line(tmp_path, images):
 
 def test_asr_wer_falls_on_held_out_clips(tmp_path, speech):
     info = _train(tmp_path, speech / "train.jsonl", model={"name_or_path": "builtin:tiny-whisper"}, stage="asr",
-                  method={"name": "full"}, data={"eval": str(speech / "eval.jsonl")},
-                  train={"max_steps": 120, "batch_size": 8, "learning_rate": 3e-3, "save_steps": 1000})
+                  method={"name": "full"}, data={"eval": str(speech / "eval.jsonl")}, asr={"max_new_tokens": 12},
+                  train={"max_steps": 120, "batch_size": 8, "learning_rate": 5e-3, "save_steps": 1000})
     assert info["eval_samples"] == 16
-    assert info["eval_wer"] < 100 and info["eval_wer"] < info["eval_wer_before"] / 2, info
+    # it listens: the tones decide the words (measured: 64 % WER after 120 steps, from over 400 %)
+    assert info["eval_wer"] < 85 and info["eval_wer"] < info["eval_wer_before"] / 2, info
     assert info["eval_cer"] < info["eval_cer_before"], info
     model = tmp_path / "run" / "model"
-    assert (model / "preprocessor_config.json").exists() and (model / "tokenizer.json").exists()
+    assert (model / "processor_config.json").exists() and (model / "tokenizer.json").exists()
 
 
 def test_asr_lora_trains_an_adapter(tmp_path, speech):

@@ -3,7 +3,7 @@ speech-recognition quickstarts and tests train on (`danlu data samples image|spe
 
 - image: 32 px PNGs of a square or a disc on a noisy background; the shape's colour is the class
   (red / green / blue), written as a folder per class and as {image, label} rows (labels.jsonl).
-- speech: "words" rendered as tone pairs (each word two distinct pitches, 0.12 s each) in clips of
+- speech: "words" rendered as tone pairs (each word two pitches of its own, 0.12 s each) in clips of
   one to three words, as 8 kHz WAV files (so training resamples them to 16 kHz), with
   {audio, text} rows (train.jsonl, eval.jsonl). A model can only transcribe them by listening.
 """
@@ -15,9 +15,9 @@ import random
 from pathlib import Path
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (50, 70, 230)}
-# word → its two pitches (Hz); every pitch differs by at least a few mel bins
-TONE_WORDS = {"yes": (400, 1200), "no": (1200, 400), "up": (700, 2000), "down": (2000, 700),
-              "left": (500, 2600), "right": (2600, 500), "是": (900, 1600), "否": (1600, 900)}
+# word → its two pitches (Hz): sixteen pitches, each used once, spaced evenly on the mel scale
+TONE_WORDS = {"yes": (300, 1550), "no": (390, 1770), "up": (490, 2010), "down": (590, 2270),
+              "left": (700, 2560), "right": (820, 2870), "是": (950, 3210), "否": (1090, 3580)}
 SPEECH_RATE = 8000
 TONE_S, GAP_S = 0.12, 0.08
 

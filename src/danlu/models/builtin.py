@@ -69,7 +69,8 @@ def builtin_path(name: str) -> Path:
         raise UserError(f"unknown builtin model {name!r}; choose one of: " + ", ".join(f"builtin:{k}" for k in SPECS))
     spec = SPECS[key]
     digest = hashlib.sha256(
-        json.dumps([BUILDER_VERSION, VOCAB_SIZE, asdict(spec), _corpus_digest()], sort_keys=True).encode()
+        json.dumps([BUILDER_VERSION, VOCAB_SIZE, asdict(spec), _corpus_digest()] + _media_version(spec),
+                   sort_keys=True).encode()
     ).hexdigest()[:12]
     target = danlu_home() / "builtin" / f"{key}-{digest}"
     if (target / "config.json").exists():
@@ -89,6 +90,15 @@ def builtin_path(name: str) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _media_version(spec: Spec) -> list:
+    """The image / speech builders' own version (models/builtin_media.py), in their digest only."""
+    if spec.arch not in ("vit", "whisper"):
+        return []
+    from danlu.models.builtin_media import BUILDER_VERSION as MEDIA_VERSION
+
+    return [MEDIA_VERSION]
 
 
 def _corpus_digest() -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+BUILDER_VERSION = 2  # part of the cached folder's name: a change here rebuilds tiny-vit / tiny-whisper
 SEED = 20250417
 IMAGE_SIZE = 32
 WHISPER_SECONDS = 2  # the feature extractor's window (chunk_length); clips are padded or cut to it
@@ -73,6 +74,9 @@ def build_whisper(spec, out: Path, train_tokenizer) -> None:
         max_source_positions=frames // 2, max_target_positions=spec.max_positions,
         pad_token_id=eot, bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=sot,
         begin_suppress_tokens=None, suppress_tokens=None,
+        # init std 1/sqrt(d), not 0.02: with 0.02 the convolutions' output is tiny beside the sinusoidal
+        # positions, and the decoder learns the transcripts' word statistics long before it listens
+        init_std=spec.hidden**-0.5,
     )
     model = _seeded(lambda: WhisperForConditionalGeneration(config))
     model.generation_config.forced_decoder_ids = None
