@@ -33,8 +33,8 @@ class Asr(Stage):
     sample_kind = "speech"
     task = "asr"
 
-    audio_column: str = Field("audio", description="Column holding the audio file path (wav, flac, ogg; relative "
-                              "to the data file). Clips are resampled to the model's rate (16 kHz).")
+    audio_column: str = Field("audio", description="The column naming each row's clip (wav, flac, ogg; relative "
+                              "to the rows' own location). Clips are resampled to the model's rate (16 kHz).")
     text_column: str = Field("text", description="Column holding the transcript.")
     language: str | None = Field(None, description="Whisper language of the transcripts (en, zh, …): its token "
                                  "starts every target; default: the tokenizer's setting (none for builtin:tiny-whisper).")

@@ -63,8 +63,8 @@ class Classify(Stage):
         "auto", description="What is classified: text, or image (a ViT-family model with its image processor); "
         "auto: image when the model's config describes images."
     )
-    image_column: str = Field("image", description="Images: column holding the image file path (relative to the "
-                              "data file). A folder with one sub-folder per class needs no columns.")
+    image_column: str = Field("image", description="Images: the column naming each row's image (relative to the "
+                              "rows' own location). One sub-tree of images per class needs no columns.")
     _image: bool | None = PrivateAttr(None)
 
     def check(self, run_config) -> None:
