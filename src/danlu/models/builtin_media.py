@@ -34,12 +34,17 @@ def _seeded(build):
         torch.random.set_rng_state(state)
 
 
-def build_vit(spec, out: Path, train_tokenizer=None) -> None:
-    from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
+def vit_config(spec):
+    from transformers import ViTConfig
 
-    config = ViTConfig(image_size=IMAGE_SIZE, patch_size=4, num_channels=3, hidden_size=spec.hidden,
-                       num_hidden_layers=spec.layers, num_attention_heads=spec.heads,
-                       intermediate_size=spec.intermediate)
+    return ViTConfig(image_size=IMAGE_SIZE, patch_size=4, num_channels=3, hidden_size=spec.hidden,
+                     num_hidden_layers=spec.layers, num_attention_heads=spec.heads, intermediate_size=spec.intermediate)
+
+
+def build_vit(spec, out: Path, train_tokenizer=None) -> None:
+    from transformers import ViTImageProcessorPil, ViTModel
+
+    config = vit_config(spec)
     model = _seeded(lambda: ViTModel(config, add_pooling_layer=False))
     model.save_pretrained(str(out), safe_serialization=True)
     ViTImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
@@ -60,15 +65,12 @@ def whisper_tokenizer(train_tokenizer):
     return tok
 
 
-def build_whisper(spec, out: Path, train_tokenizer) -> None:
-    from transformers import (WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
-                              WhisperProcessor)
+def whisper_config(spec, vocab: int, sot: int, eot: int):
+    from transformers import WhisperConfig
 
-    tok = whisper_tokenizer(train_tokenizer)
     frames = WHISPER_SECONDS * 100  # 10 ms hops
-    sot, eot = tok.convert_tokens_to_ids("<|startoftranscript|>"), tok.eos_token_id
-    config = WhisperConfig(
-        vocab_size=(len(tok) + 63) // 64 * 64, num_mel_bins=WHISPER_MELS, d_model=spec.hidden,
+    return WhisperConfig(
+        vocab_size=(vocab + 63) // 64 * 64, num_mel_bins=WHISPER_MELS, d_model=spec.hidden,
         encoder_layers=spec.layers, decoder_layers=spec.layers, encoder_attention_heads=spec.heads,
         decoder_attention_heads=spec.heads, encoder_ffn_dim=spec.intermediate, decoder_ffn_dim=spec.intermediate,
         max_source_positions=frames // 2, max_target_positions=spec.max_positions,
@@ -78,6 +80,14 @@ def build_whisper(spec, out: Path, train_tokenizer) -> None:
         # positions, and the decoder learns the transcripts' word statistics long before it listens
         init_std=spec.hidden**-0.5,
     )
+
+
+def build_whisper(spec, out: Path, train_tokenizer) -> None:
+    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+
+    tok = whisper_tokenizer(train_tokenizer)
+    sot, eot = tok.convert_tokens_to_ids("<|startoftranscript|>"), tok.eos_token_id
+    config = whisper_config(spec, len(tok), sot, eot)
     model = _seeded(lambda: WhisperForConditionalGeneration(config))
     model.generation_config.forced_decoder_ids = None
     model.save_pretrained(str(out), safe_serialization=True)
