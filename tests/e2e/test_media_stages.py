@@ -88,3 +88,12 @@ def test_asr_lora_trains_an_adapter(tmp_path, speech):
     assert info["trainable_params"] < info["total_params"] / 2
     assert info["eval_wer"] < info["eval_wer_before"], info
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_samples_command_writes_both_layouts(tmp_path):
+    proc = run_cli("data", "samples", "image", str(tmp_path / "img"), "-n", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "img" / "images").glob("*/*.png"))) == 6
+    assert len((tmp_path / "img" / "labels.jsonl").read_text().splitlines()) == 6
+    proc = run_cli("data", "samples", "voice", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "image or speech" in proc.stderr

@@ -37,7 +37,8 @@ class Asr(Stage):
                               "to the rows' own location). Clips are resampled to the model's rate (16 kHz).")
     text_column: str = Field("text", description="Column holding the transcript.")
     language: str | None = Field(None, description="Whisper language of the transcripts (en, zh, …): its token "
-                                 "starts every target; default: the tokenizer's setting (none for builtin:tiny-whisper).")
+                                 "starts every target; default: the tokenizer's setting (none for "
+                                 "builtin:tiny-whisper).")
     max_new_tokens: int = Field(64, ge=1, le=448, description="Tokens generated per held-out clip when scoring.")
     eval_before: bool = Field(True, description="Also score the held-out clips before training (the WER to beat).")
 

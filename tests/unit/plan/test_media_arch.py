@@ -14,7 +14,8 @@ def test_media_params_roughly_right(name, task):
     from danlu.models.builtin import builtin_path
     from danlu.models.load import model_class
 
-    model = model_class(task).from_pretrained(str(builtin_path(name)), **({"num_labels": 3} if task == "image_cls" else {}))
+    kwargs = {"num_labels": 3} if task == "image_cls" else {}
+    model = model_class(task).from_pretrained(str(builtin_path(name)), **kwargs)
     real = sum(p.numel() for p in model.parameters())
     assert resolve_arch(name).n_params == pytest.approx(real, rel=0.1)
 
