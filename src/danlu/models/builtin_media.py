@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-BUILDER_VERSION = 2  # part of the cached folder's name: a change here rebuilds tiny-vit / tiny-whisper
+BUILDER_VERSION = 3  # part of the cached folder's name: a change here rebuilds tiny-vit / tiny-whisper
 SEED = 20250417
 IMAGE_SIZE = 32
 WHISPER_SECONDS = 2  # the feature extractor's window (chunk_length); clips are padded or cut to it
@@ -83,13 +83,18 @@ def whisper_config(spec, vocab: int, sot: int, eot: int):
 
 
 def build_whisper(spec, out: Path, train_tokenizer) -> None:
-    from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+    from transformers import (GenerationConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration,
+                              WhisperProcessor)
 
     tok = whisper_tokenizer(train_tokenizer)
     sot, eot = tok.convert_tokens_to_ids("<|startoftranscript|>"), tok.eos_token_id
     config = whisper_config(spec, len(tok), sot, eot)
     model = _seeded(lambda: WhisperForConditionalGeneration(config))
-    model.generation_config.forced_decoder_ids = None
     model.save_pretrained(str(out), safe_serialization=True)
+    # what Whisper's own generate() needs of a model without language tokens (written over the one
+    # save_pretrained derived from the config, which transformers would re-derive on load)
+    GenerationConfig(decoder_start_token_id=sot, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+                     max_length=spec.max_positions, is_multilingual=False, forced_decoder_ids=None,
+                     no_timestamps_token_id=tok.convert_tokens_to_ids("<|notimestamps|>")).save_pretrained(str(out))
     features = WhisperFeatureExtractor(feature_size=WHISPER_MELS, chunk_length=WHISPER_SECONDS)
     WhisperProcessor(feature_extractor=features, tokenizer=tok).save_pretrained(str(out))
