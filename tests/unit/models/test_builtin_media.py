@@ -43,3 +43,15 @@ def test_tiny_whisper_features_fit_its_encoder():
     fe = load_processor("builtin:tiny-whisper", "audio").feature_extractor
     feats = fe(np.zeros(8000, dtype=np.float32), sampling_rate=16000, return_tensors="np")["input_features"]
     assert feats.shape == (1, config["num_mel_bins"], 2 * config["max_source_positions"])
+
+
+@pytest.mark.parametrize("task, words", [("asr", "speech recogniser"), ("image_cls", "image classifier")])
+def test_chat_serve_eval_refuse_media_artefacts_plainly(tmp_path, task, words):
+    from danlu.errors import UserError
+    from danlu.infer.load import load_for_inference
+
+    art = tmp_path / "run" / "model"
+    art.mkdir(parents=True)
+    (art / "danlu.json").write_text(json.dumps({"task": task, "stage": "asr", "artefact": "model"}))
+    with pytest.raises(UserError, match=words):
+        load_for_inference(str(tmp_path / "run"))
