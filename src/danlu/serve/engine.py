@@ -109,10 +109,21 @@ class Sequence:
             self.request.emit(Event(self.choice, piece, tokens=len(self.tokens)))
         return False
 
+    def finish(self, reason: str) -> bool:
+        """End this row now with what it holds (generate ended it from outside)."""
+        return self._finish(self.stream.flush(), reason)
+
     def _finish(self, piece: str, reason: str) -> bool:
         ids = self.tokens[:-1] if self.tokens and self.tokens[-1] in self.request.stop_ids else self.tokens
         self.request.emit(Event(self.choice, piece, finish=reason, tokens=len(self.tokens), ids=tuple(ids)))
         return True
+
+
+def fail_rows(rows: list[Sequence], exc: BaseException) -> None:
+    """Finish rows with an error event (their generation failed)."""
+    log.error("generation failed: %s", exc, exc_info=exc)
+    for s in rows:
+        s.request.emit(Event(s.choice, finish="error", tokens=len(s.tokens), error=f"generation failed: {exc}"))
 
 
 def _random_bytes() -> bytes:
@@ -157,6 +168,21 @@ class Engine:
             self._waiting.extend(Sequence(request, i, self.tokenizer, self.device) for i in range(n))
             self.counters["requests"] += 1
         self._wake.set()
+        return request
+
+    def submit_vision(self, prompt, n: int, params: SamplingParams, adapter: str | None, stop_token_ids,
+                      loop, queue=None, offset: int = 0) -> Request:
+        """A vision-language prompt (danlu.serve.vision.VisionPrompt): its n choices run as one command
+        on the worker thread (model.generate with the image inputs), not in the spliced batch."""
+        from danlu.serve.vision import run
+
+        request = Request(prompt.ids, n, params, adapter, stop_token_ids, loop, queue, offset)
+        rows = [Sequence(request, i, self.tokenizer, self.device) for i in range(n)]
+        with self._lock:
+            if len(self._commands) + len(self._waiting) + n > self.max_waiting:
+                raise EngineBusy(f"{len(self._commands)} requests are waiting (limit {self.max_waiting})")
+            self.counters["requests"] += 1
+        self.call(lambda engine: run(engine, request, rows, prompt))
         return request
 
     def call(self, fn) -> Future:
