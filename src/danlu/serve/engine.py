@@ -170,19 +170,17 @@ class Engine:
         self._wake.set()
         return request
 
-    def submit_vision(self, prompt, n: int, params: SamplingParams, adapter: str | None, stop_token_ids,
-                      loop, queue=None, offset: int = 0) -> Request:
-        """A vision-language prompt (danlu.serve.vision.VisionPrompt): its n choices run as one command
-        on the worker thread (model.generate with the image inputs), not in the spliced batch."""
-        from danlu.serve.vision import run
-
-        request = Request(prompt.ids, n, params, adapter, stop_token_ids, loop, queue, offset)
+    def submit_call(self, prompt: list[int], n: int, params: SamplingParams, adapter: str | None, stop_token_ids,
+                    loop, queue=None, offset: int = 0, *, work) -> Request:
+        """A request whose n choices run as one command on the worker thread, `work(engine, request,
+        rows)`, not in the spliced batch (a vision-language prompt: danlu.serve.vision.run)."""
+        request = Request(prompt, n, params, adapter, stop_token_ids, loop, queue, offset)
         rows = [Sequence(request, i, self.tokenizer, self.device) for i in range(n)]
         with self._lock:
             if len(self._commands) + len(self._waiting) + n > self.max_waiting:
                 raise EngineBusy(f"{len(self._commands)} requests are waiting (limit {self.max_waiting})")
             self.counters["requests"] += 1
-        self.call(lambda engine: run(engine, request, rows, prompt))
+        self.call(lambda engine: work(engine, request, rows))
         return request
 
     def call(self, fn) -> Future:

@@ -14,6 +14,7 @@ from danlu.serve.adapters import ModelEntry, Target, attach, detach, prepare_ada
 from danlu.serve.engine import RETRY, Engine
 from danlu.serve.errors import not_found
 from danlu.serve.vision import VisionPrompt
+from danlu.serve.vision import run as run_vision
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,8 @@ class HFBackend:
     def submit(self, entry: ModelEntry, prompt: list[int], n: int, params, loop, queue, offset: int = 0):
         adapter = entry.id if entry.kind == "adapter" else None
         if isinstance(prompt, VisionPrompt):
-            return self.engine.submit_vision(prompt, n, params, adapter, entry.stop_token_ids, loop, queue, offset)
+            return self.engine.submit_call(prompt.ids, n, params, adapter, entry.stop_token_ids, loop, queue, offset,
+                                           work=lambda engine, request, rows: run_vision(engine, request, rows, prompt))
         return self.engine.submit(prompt, n, params, adapter, entry.stop_token_ids, loop, queue, offset)
 
     async def score(self, entry: ModelEntry, ids: list[int], top: int):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from danlu.serve.engine import fail_rows
 from danlu.serve.errors import bad_request
 from danlu.serve.images import ImagePolicy, load_image
 
@@ -107,8 +108,6 @@ def run(engine, request, sequences, prompt: VisionPrompt) -> None:
         try:
             _generate(engine, model, inputs, request, seq)
         except Exception as exc:  # noqa: BLE001 — a failed generate fails its request, not the server
-            from danlu.serve.engine import fail_rows
-
             fail_rows(sequences[k:], exc)
             return
 
