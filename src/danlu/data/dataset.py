@@ -7,6 +7,7 @@ import logging
 import random
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from danlu.chat.messages import RowError, Text
 from danlu.data.encode import Encoded, SampleDropped, encode_conversation, encode_text, fit_length
@@ -42,6 +43,7 @@ def iter_samples(
                 if raw.error:
                     raise RowError(raw.error)
                 sample = convert(raw.data)
+                check_images(sample, source, raw.where, opts.max_image_pixels)
             except RowError as exc:
                 if on_bad_row == "error":
                     raise DataError(str(exc), where=raw.where,
@@ -80,6 +82,21 @@ def _open_source(source: str, fmt: str, kinds: tuple[str, ...], opts: FormatOpti
         return converter.convert(row, opts)
 
     return read_rows(source), convert
+
+
+def check_images(sample, source: str, where: str, max_pixels: int) -> None:
+    """Each image of a sample (vision-language rows) exists, opens and is within max_pixels, else
+    a RowError (ImageError) counted with the row's file:line; relative paths are resolved against
+    the data file's folder when the format gave no other (LLaMA-Factory entries: dataset_dir)."""
+    images = getattr(sample, "images", None)
+    if not images:
+        return
+    folder = "" if lf.is_lf(source) or "://" in source else str(Path(source).expanduser().parent)
+    for ref in images:
+        ref.where = where
+        if not ref.base_dir:
+            ref.base_dir = folder
+        ref.check(max_pixels)
 
 
 class _PlaceholderCheck:

@@ -9,6 +9,8 @@ seeded random init. Sizes:
   small       Qwen2-shaped, d=256, 4 layers                                    ~5.3M
   tiny-llama  Llama-shaped, d=64,  2 layers, no biases
   tiny-bert   BERT-shaped encoder, d=64, 2 layers (classification)
+  tiny-vl     Qwen2-VL-shaped vision-language model, 56 px images (models/builtin_vlm.py)  ~1.4M
+  tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 28 px images
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from danlu.errors import UserError
+from danlu.models.builtin_vlm import VLM_SPECS, VlmSpec, build_vlm
 from danlu.paths import danlu_home
 
 ASSETS = Path(__file__).parent / "assets"
@@ -51,6 +54,7 @@ SPECS: dict[str, Spec] = {
     "mini": Spec("qwen2", 192, 4, 6, 2, 512),
     "tiny-llama": Spec("llama", 64, 2, 4, 2, 176),
     "tiny-bert": Spec("bert", 64, 2, 4, 4, 128, max_positions=512),
+    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava
 }
 
 
@@ -186,6 +190,8 @@ def _model_config(spec: Spec, tok):
 
 
 def _build(spec: Spec, out: Path) -> None:
+    if isinstance(spec, VlmSpec):
+        return build_vlm(spec, out)
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig
 

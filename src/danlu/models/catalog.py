@@ -14,7 +14,13 @@ def builtin_params(key: str) -> int:
 
     s = SPECS[key]
     with torch.device("meta"):
-        if s.arch == "bert":
+        if s.arch in ("qwen2-vl", "llava"):
+            from transformers import AutoModelForImageTextToText
+
+            from danlu.models.builtin_vlm import vlm_config
+
+            model = AutoModelForImageTextToText.from_config(vlm_config(s, VOCAB_SIZE + 64, {}))
+        elif s.arch == "bert":
             cfg = BertConfig(vocab_size=VOCAB_SIZE, hidden_size=s.hidden, num_hidden_layers=s.layers,
                              num_attention_heads=s.heads, intermediate_size=s.intermediate,
                              max_position_embeddings=s.max_positions)
@@ -28,6 +34,10 @@ def builtin_params(key: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _template(arch: str) -> str:
+    return {"bert": "none (encoder)", "qwen2-vl": "chatml + images", "llava": "chatml + images"}.get(arch, "chatml")
+
+
 def _human(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n < 1e8 else f"{n / 1e6:.0f}M"
 
@@ -39,7 +49,7 @@ def model_rows() -> list[dict]:
     rows = []
     for key, spec in SPECS.items():
         rows.append({"name": f"builtin:{key}", "params": _human(builtin_params(key)), "architecture": spec.arch,
-                     "template": "none (encoder)" if spec.arch == "bert" else "chatml", "installed": True,
+                     "template": _template(spec.arch), "installed": True,
                      "kind": "builtin", "note": "random weights, built offline in seconds (tests, demo-tiny)"})
     for key, entry in PACKAGED.items():
         ok = installed(entry)
