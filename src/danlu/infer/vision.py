@@ -47,16 +47,15 @@ def is_vision_model(name_or_path: str) -> bool:
 def load_processor(name_or_path: str, *, fallback: str | None = None):
     """The AutoProcessor of a model folder (or of `fallback`, the base model, when the folder — an
     adapter — carries none); None when neither has an image processor."""
-    from transformers import AutoProcessor
-
     from danlu.models.load import resolve_model_path
+    from danlu.models.processor import load_processor as load
 
     for source in (name_or_path, fallback):
         if not source:
             continue
         path = Path(resolve_model_path(source)) if not Path(source).is_dir() else Path(source)
         if (path / "processor_config.json").is_file() or (path / "preprocessor_config.json").is_file():
-            return AutoProcessor.from_pretrained(str(path))
+            return load(path)
     return None
 
 
