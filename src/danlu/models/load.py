@@ -221,7 +221,7 @@ def model_class(task: str):
         "seq_cls": tf.AutoModelForSequenceClassification,
         "token_cls": tf.AutoModelForTokenClassification,
         "base": tf.AutoModel,
-        "image_text": tf.AutoModelForImageTextToText,  # vision-language models (config with vision_config)
+        "image_text": tf.AutoModelForImageTextToText,  # vision-language (chosen by load_model from the config)
     }[task]
 
 
