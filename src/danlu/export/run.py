@@ -59,7 +59,12 @@ def export_run(target: str, out: str | Path, opts: ExportOptions) -> dict:
 
         require_bitsandbytes()
     source = merge.open_source(target)  # also checks template / EOS of the artefact itself
-    prompts = merge.probe_ids(source.tokenizer, source.trained)
+    if source.processor is not None and (opts.gguf or opts.quantize):
+        raise UserError(f"{target} is a vision-language model: export writes it with --merge only",
+                        where="--gguf" if opts.gguf else "--quantize",
+                        hint="drop --gguf / --quantize (GGUF would need llama.cpp's separate vision projector file, "
+                             "which danlu does not write yet)")
+    prompts = merge.probe_ids(source.tokenizer, source.trained, source.processor)
     step = _export_steps(opts)
     step.next("merge and compare logits")
     model, adapter_logits, merge_error = merge.merged_model(source, prompts)
