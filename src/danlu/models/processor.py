@@ -15,6 +15,47 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 _IMAGE_ONLY: dict[type, type] = {}
+# where each family keeps its vision tower and its projector (module name prefixes)
+VISION_TOWERS = ("visual", "vision_tower", "vision_model")
+PROJECTORS = ("visual.merger", "multi_modal_projector", "connector")
+VLM_ARCHS = ("ForConditionalGeneration", "ForImageTextToText", "ForVisionText2Text")
+
+
+def vision_part(name: str) -> str | None:
+    """'projector', 'tower' or None (the language model) for a parameter or module name."""
+    parts = name.split(".")
+    for i in range(len(parts)):
+        tail = ".".join(parts[i:])
+        if any(tail == p or tail.startswith(p + ".") for p in PROJECTORS):
+            return "projector"
+    return "tower" if any(p in VISION_TOWERS for p in parts) else None
+
+
+def freeze_vision(model, *, tower: bool, projector: bool) -> int:
+    """requires_grad off for the vision tower and/or the projector; the number of tensors frozen."""
+    frozen = 0
+    for name, param in model.named_parameters():
+        part = vision_part(name)
+        if (part == "tower" and tower) or (part == "projector" and projector):
+            if param.requires_grad:
+                param.requires_grad_(False)
+                frozen += 1
+    return frozen
+
+
+def language_linear_targets(model, *, tower: bool, projector: bool) -> list[str]:
+    """Full names of the linear layers LoRA adapts on a vision-language model: the language model's,
+    plus the tower's / projector's when they are not frozen (never the output head)."""
+    import torch.nn as nn
+
+    out = []
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or name.endswith("lm_head"):
+            continue
+        part = vision_part(name)
+        if part is None or (part == "tower" and not tower) or (part == "projector" and not projector):
+            out.append(name)
+    return out
 
 
 def is_vision_config(config) -> bool:

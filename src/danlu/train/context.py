@@ -55,6 +55,7 @@ class RunContext:
     run_dir: Path
     tokenizer: PreTrainedTokenizerBase | None = None
     template: ChatTemplate | None = None
+    processor: Any = None  # a vision-language model's processor (models/processor.py), else None
     model: nn.Module | None = None
     trainer: Trainer | None = None
     precision: str = "fp32"
