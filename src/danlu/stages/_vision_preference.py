@@ -93,6 +93,13 @@ def vision_collator(processor, max_length: int | None):
     return Collator(processor=processor, max_length=max_length)
 
 
+def save_tokenizer_only(trainer, ctx):
+    """Checkpoints and the artefact save the tokenizer, as SFT's do (a processor without its video
+    part cannot save_pretrained itself; the image processor is the base model's)."""
+    trainer.processing_class = ctx.tokenizer
+    return trainer
+
+
 def completion_logps(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of log-probs over each sequence's completion tokens, their number), for the rows of a
     vision preference batch ([chosen; rejected])."""
@@ -118,7 +125,7 @@ def orpo_vision_loss(model, batch: dict, beta: float) -> tuple[torch.Tensor, dic
     nll = -(chosen_sum.sum() / chosen_n.sum().clamp(min=1))
     ratio = F.logsigmoid(log_odds(chosen_mean) - log_odds(rejected_mean))
     loss = nll - beta * ratio.mean()
-    return loss, {"nll_loss": float(nll), "log_odds_ratio": float(ratio.mean()),
+    return loss, {"nll_loss": float(nll.detach()), "log_odds_ratio": float(ratio.mean().detach()),
                   "rewards/accuracies": float((chosen_mean > rejected_mean).float().mean())}
 
 

@@ -142,6 +142,10 @@ class DPO(Stage):
             losses, weights = losses + ["sft"], weights + [self.sft_weight]
         args = trl_arguments(ctx, DPOConfig, has_eval=has_eval, beta=self.beta, loss_type=losses, loss_weights=weights)
         trainer = dpo_trainer_class()(model=ctx.model, ref_model=reference_model(ctx), args=args, **common)
+        if vision:
+            from danlu.stages._vision_preference import save_tokenizer_only
+
+            save_tokenizer_only(trainer, ctx)
         return finish(trainer, ctx)
 
     def after_training(self, ctx, trainer) -> dict:

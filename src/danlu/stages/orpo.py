@@ -67,15 +67,16 @@ class ORPO(Stage):
         return build_row_datasets(ctx, ("preference",), encode_vision_pair if is_vision_run(ctx) else text_pair)
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
-        from trl.experimental.orpo import ORPOConfig
-
-        from danlu.stages._trl_common import finish, trl_arguments
         from danlu.stages._vision_preference import is_vision_run
-        from danlu.stages.dpo import before_training
-        from danlu.train.callbacks import standard_callbacks
 
         if is_vision_run(ctx):
             return self._vision_trainer(ctx, train_dataset, eval_dataset)
+        from trl.experimental.orpo import ORPOConfig
+
+        from danlu.stages._trl_common import finish, trl_arguments
+        from danlu.stages.dpo import before_training
+        from danlu.train.callbacks import standard_callbacks
+
         args = trl_arguments(ctx, ORPOConfig, has_eval=eval_dataset is not None, beta=self.beta)
         trainer = orpo_trainer_class()(model=ctx.model, args=args, train_dataset=train_dataset,
                                        eval_dataset=eval_dataset, processing_class=ctx.tokenizer,
@@ -88,7 +89,7 @@ class ORPO(Stage):
         from trl import DPOConfig
 
         from danlu.stages._trl_common import finish, trl_arguments
-        from danlu.stages._vision_preference import processor_of, vision_collator
+        from danlu.stages._vision_preference import processor_of, save_tokenizer_only, vision_collator
         from danlu.stages.dpo import before_training
         from danlu.train.callbacks import standard_callbacks
 
@@ -98,7 +99,7 @@ class ORPO(Stage):
             model=ctx.model, ref_model=None, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
             processing_class=processor, data_collator=vision_collator(processor, ctx.config.train.max_length),
             callbacks=standard_callbacks(ctx))
-        trainer = finish(trainer, ctx)
+        trainer = finish(save_tokenizer_only(trainer, ctx), ctx)
         before_training(ctx, trainer, kind="orpo", beta=self.beta)
         return trainer
 
