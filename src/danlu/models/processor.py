@@ -53,7 +53,7 @@ def language_linear_targets(model, *, tower: bool, projector: bool) -> list[str]
         if not isinstance(module, nn.Linear) or name.endswith("lm_head"):
             continue
         part = vision_part(name)
-        if part is None or (part == "tower" and not tower) or (part == "projector" and not projector):
+        if part is None or (part == "tower" and tower) or (part == "projector" and projector):
             out.append(name)
     return out
 
