@@ -191,7 +191,7 @@ def _model_config(spec: Spec, tok):
 
 def _build(spec: Spec, out: Path) -> None:
     if isinstance(spec, VlmSpec):
-        return build_vlm(spec, out)
+        return build_vlm(spec, out, train_tokenizer(SPECIAL_TOKENS))
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig
 

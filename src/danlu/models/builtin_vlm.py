@@ -63,14 +63,14 @@ def chat_template(arch: str) -> str:
     return _TEMPLATE.replace("IMAGE", repr(image))
 
 
-def vlm_tokenizer(arch: str):
+def vlm_tokenizer(arch: str, bpe):
+    """The builtin tokenizer (`bpe`: the trained byte-level BPE of builtin.py) with the family's
+    vision tokens and a chat template that renders image parts."""
     from transformers import PreTrainedTokenizerFast
-
-    from danlu.models.builtin import SPECIAL_TOKENS, train_tokenizer
 
     extra = QWEN2_VL_TOKENS if arch == "qwen2-vl" else LLAVA_TOKENS
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(SPECIAL_TOKENS),
+        tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>", *extra],
@@ -134,12 +134,12 @@ def vlm_processor(spec: VlmSpec, tok):
                           image_token="<image>")
 
 
-def build_vlm(spec: VlmSpec, out: Path) -> None:
+def build_vlm(spec: VlmSpec, out: Path, bpe) -> None:
     """Build and save model, tokenizer, processor and generation config of a spec into `out`."""
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
-    tok = vlm_tokenizer(spec.arch)
+    tok = vlm_tokenizer(spec.arch, bpe)
     ids = {t: tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens}
     config = vlm_config(spec, (len(tok) + 63) // 64 * 64, ids)
     state = torch.random.get_rng_state()
