@@ -6,7 +6,8 @@ template that renders image content parts. Saved as ordinary Hugging Face folder
 `AutoModelForImageTextToText.from_pretrained(dir)` and `AutoProcessor.from_pretrained(dir)` load them.
 
 Sizes are chosen so 20 training steps take seconds on a CPU: images are 56×56 (tiny-vl: 16 patches
-of 14 px merged 2×2 into 4 image tokens) or 28×28 (tiny-llava: 4 patches → 4 image tokens)."""
+of 14 px merged 2×2 into 4 image tokens; tiny-llava: 16 patches → 16 image tokens; at 28 px
+its 4 tokens were too coarse to learn the colour task in 20 steps)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class VlmSpec:
 
 VLM_SPECS: dict[str, VlmSpec] = {
     "tiny-vl": VlmSpec("qwen2-vl", 64, 2, 4, 2, 176, image_size=56),
-    "tiny-llava": VlmSpec("llava", 64, 2, 4, 2, 176, image_size=28),
+    "tiny-llava": VlmSpec("llava", 64, 2, 4, 2, 176, image_size=56),
 }
 
 
