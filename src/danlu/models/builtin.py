@@ -10,7 +10,7 @@ seeded random init. Sizes:
   tiny-llama  Llama-shaped, d=64,  2 layers, no biases
   tiny-bert   BERT-shaped encoder, d=64, 2 layers (classification)
   tiny-vl     Qwen2-VL-shaped vision-language model, 56 px images (models/builtin_vlm.py)  ~1.4M
-  tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 28 px images
+  tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 56 px images
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def _model_config(spec: Spec, tok):
 
 def _build(spec: Spec, out: Path) -> None:
     if isinstance(spec, VlmSpec):
-        return build_vlm(spec, out)
+        return build_vlm(spec, out, train_tokenizer(SPECIAL_TOKENS))
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig
 

@@ -6,7 +6,8 @@ template that renders image content parts. Saved as ordinary Hugging Face folder
 `AutoModelForImageTextToText.from_pretrained(dir)` and `AutoProcessor.from_pretrained(dir)` load them.
 
 Sizes are chosen so 20 training steps take seconds on a CPU: images are 56×56 (tiny-vl: 16 patches
-of 14 px merged 2×2 into 4 image tokens) or 28×28 (tiny-llava: 4 patches → 4 image tokens)."""
+of 14 px merged 2×2 into 4 image tokens; tiny-llava: 16 patches → 16 image tokens; at 28 px
+its 4 tokens were too coarse to learn the colour task in 20 steps)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class VlmSpec:
 
 VLM_SPECS: dict[str, VlmSpec] = {
     "tiny-vl": VlmSpec("qwen2-vl", 64, 2, 4, 2, 176, image_size=56),
-    "tiny-llava": VlmSpec("llava", 64, 2, 4, 2, 176, image_size=28),
+    "tiny-llava": VlmSpec("llava", 64, 2, 4, 2, 176, image_size=56),
 }
 
 
@@ -63,14 +64,14 @@ def chat_template(arch: str) -> str:
     return _TEMPLATE.replace("IMAGE", repr(image))
 
 
-def vlm_tokenizer(arch: str):
+def vlm_tokenizer(arch: str, bpe):
+    """The builtin tokenizer (`bpe`: the trained byte-level BPE of builtin.py) with the family's
+    vision tokens and a chat template that renders image parts."""
     from transformers import PreTrainedTokenizerFast
-
-    from danlu.models.builtin import SPECIAL_TOKENS, train_tokenizer
 
     extra = QWEN2_VL_TOKENS if arch == "qwen2-vl" else LLAVA_TOKENS
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=train_tokenizer(SPECIAL_TOKENS),
+        tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=["<|im_start|>", *extra],
@@ -134,12 +135,12 @@ def vlm_processor(spec: VlmSpec, tok):
                           image_token="<image>")
 
 
-def build_vlm(spec: VlmSpec, out: Path) -> None:
+def build_vlm(spec: VlmSpec, out: Path, bpe) -> None:
     """Build and save model, tokenizer, processor and generation config of a spec into `out`."""
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
-    tok = vlm_tokenizer(spec.arch)
+    tok = vlm_tokenizer(spec.arch, bpe)
     ids = {t: tok.convert_tokens_to_ids(t) for t in tok.all_special_tokens}
     config = vlm_config(spec, (len(tok) + 63) // 64 * 64, ids)
     state = torch.random.get_rng_state()

@@ -87,7 +87,8 @@ def load_processor(path: str | Path):
         cls = _processor_class(Path(path))
         if cls is None or "video_processor" not in inspect.signature(cls.__init__).parameters:
             raise
-        log.info("loading %s without its video processor (%s)", cls.__name__, e)
+        reason = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        log.info("loading %s without its video processor (%s)", cls.__name__, reason.strip())
         return build_image_only(cls, Path(path))
 
 
