@@ -22,7 +22,7 @@ def chat(
     image: list[str] = typer.Option(None, "--image", help="An image file shown with the first message "
                                     "(repeatable; vision-language runs and models only)."),
 ):
-    from danlu.infer.generate import generate, stream
+    from danlu.infer.generate import generate
     from danlu.infer.load import load_for_inference
 
     from danlu.models.chain import describe
@@ -42,6 +42,15 @@ def chat(
         return
     extra = ", /image PATH to show an image" if loaded.vision else ""
     typer.echo(f"chatting with {target} — empty line or Ctrl-D to quit, /reset to clear history{extra}", err=True)
+    interactive(loaded, history, images, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+
+
+def interactive(loaded, history: list[dict], images: list[str], **sampling) -> None:
+    """The chat loop: /reset clears the history (keeping a system prompt), /image PATH adds an
+    image to the next message (vision-language models)."""
+    from danlu.infer.generate import stream
+
+    system = history[:1]
     while True:
         try:
             line = input("you> ")
@@ -50,7 +59,7 @@ def chat(
         if not line.strip():
             break
         if line.strip() == "/reset":
-            history = history[:1] if system else []
+            history = list(system)
             continue
         if loaded.vision and line.strip().startswith("/image "):
             try:
@@ -62,7 +71,7 @@ def chat(
         images = []
         typer.echo("bot> ", nl=False)
         pieces = []
-        for piece in stream(loaded, history, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed):
+        for piece in stream(loaded, history, **sampling):
             pieces.append(piece)
             typer.echo(piece, nl=False)
         typer.echo()
