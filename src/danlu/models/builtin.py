@@ -11,6 +11,7 @@ seeded random init. Sizes:
   tiny-bert   BERT-shaped encoder, d=64, 2 layers (classification)
   tiny-vl     Qwen2-VL-shaped vision-language model, 56 px images (models/builtin_vlm.py)  ~1.4M
   tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 56 px images
+  tiny-gemma3 Gemma 3-shaped: tiny SigLIP tower pooled to 4 soft tokens + tiny Gemma 3 text model
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ SPECS: dict[str, Spec] = {
     "mini": Spec("qwen2", 192, 4, 6, 2, 512),
     "tiny-llama": Spec("llama", 64, 2, 4, 2, 176),
     "tiny-bert": Spec("bert", 64, 2, 4, 4, 128, max_positions=512),
-    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava
+    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava | gemma3
 }
 
 

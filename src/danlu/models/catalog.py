@@ -14,7 +14,7 @@ def builtin_params(key: str) -> int:
 
     s = SPECS[key]
     with torch.device("meta"):
-        if s.arch in ("qwen2-vl", "llava"):
+        if s.arch in ("qwen2-vl", "llava", "gemma3"):
             from transformers import AutoModelForImageTextToText
 
             from danlu.models.builtin_vlm import vlm_config
@@ -35,7 +35,8 @@ def builtin_params(key: str) -> int:
 
 
 def _template(arch: str) -> str:
-    return {"bert": "none (encoder)", "qwen2-vl": "chatml + images", "llava": "chatml + images"}.get(arch, "chatml")
+    return {"bert": "none (encoder)", "qwen2-vl": "chatml + images", "llava": "chatml + images",
+            "gemma3": "chatml + images"}.get(arch, "chatml")
 
 
 def _human(n: int) -> str:
