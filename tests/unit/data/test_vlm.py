@@ -137,3 +137,6 @@ def test_lora_targets_the_language_model_only():
     assert freeze_vision(model, tower=True, projector=False) > 0
     trainable = {vision_part(n) for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {None, "projector"}
+    from danlu.methods.probe import layer_prefixes  # method freeze trains the language model's last blocks
+
+    assert layer_prefixes(model) == ["model.language_model.layers.0.", "model.language_model.layers.1."]
