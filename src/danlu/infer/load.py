@@ -62,6 +62,25 @@ def head_kwargs(info: dict, tok) -> dict:
     return kwargs
 
 
+MEDIA_TASKS = {"image_cls": ("an image classifier", "transformers.pipeline('image-classification', model=...)"),
+               "asr": ("a speech recogniser", "WhisperForConditionalGeneration.from_pretrained(...).generate(input_"
+                       "features) with its WhisperProcessor")}
+
+
+def refuse_non_text(artefact: Path, info: dict) -> None:
+    """Chat, serve, eval and export run language models; an image classifier or a speech
+    recogniser (stage classify on images, stage asr) is said to be one, with what to use."""
+    what = MEDIA_TASKS.get(info.get("task", ""))
+    if what is None:
+        return
+    from danlu.errors import UserError
+
+    raise UserError(f"{artefact} is {what[0]} (stage {info.get('stage')}); danlu chat, serve, eval and export "
+                    "run language models", where=str(artefact),
+                    hint=f"its held-out figures are in the run's run_info.json; to use it, load the folder with "
+                         f"{what[1]} (an adapter: PeftModel on its base)")
+
+
 def load_for_inference(target: str, *, dtype=None, device: str | None = None, merge: bool = False,
                        task: str | None = None) -> Loaded:
     """`task` is the head to load a plain model with (causal_lm by default; seq_cls for a reward
@@ -86,6 +105,7 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
             model = load_model(target, task=task or "causal_lm", dtype=dtype).to(device).eval()
         return Loaded(model, tok, tpl.stop_token_ids(), {}, target, target)
     info = json.loads((artefact / "danlu.json").read_text(encoding="utf-8"))
+    refuse_non_text(artefact, info)
     refuse_pickles(artefact)
     names = ["tokenizer", "model"] if info.get("artefact") == "model" else \
         ["tokenizer", "base model", *(["stacked adapters"] if info.get("stacked") else []), "adapter",

@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from danlu.errors import ConfigError
 from danlu.methods.base import MethodContext, invalid
-from danlu.methods.peft_base import PEFT_TASK, PeftMethod
+from danlu.methods.peft_base import HEAD_MODULES, PEFT_TASK, PeftMethod
 from danlu.methods.registry import register_method
 from danlu.methods.shape import Adapter, MethodShape, ModelShape, saved_modules, targets
 
@@ -162,14 +162,14 @@ class Lora(PeftMethod):
             lora_alpha=self.lora_alpha,
             lora_dropout=self.dropout,
             target_modules=self._targets(model),
-            modules_to_save=self.modules_to_save,
+            modules_to_save=self.modules_to_save or HEAD_MODULES.get(ctx.task),
             use_dora=self.use_dora,
             use_rslora=self.use_rslora,
             init_lora_weights=init,
             task_type=PEFT_TASK[ctx.task],
             # a classification head is trained whole (modules_to_save), never LoRA-wrapped; PEFT
             # leaves it out of all-linear for SEQ_CLS only, and then fails on TOKEN_CLS heads
-            exclude_modules=CLASSIFIER_HEADS if ctx.task != "causal_lm" else None,
+            exclude_modules=CLASSIFIER_HEADS if ctx.task in ("seq_cls", "token_cls", "image_cls") else None,
         )
 
     def _targets(self, model):

@@ -55,6 +55,9 @@ FAMILIES: dict[str, Family] = {
     "phi": Family(qkv_bias=True, o_bias=True, mlp="plain", mlp_bias=True, norms=1, norm_bias=True,
                   lm_head_bias=True),
     "bert": Family(qkv_bias=True, o_bias=True, mlp="plain", mlp_bias=True, norm_bias=True, encoder=True),
+    # image and speech models, read roughly through plan/media_arch.py
+    "vit": Family(qkv_bias=True, o_bias=True, mlp="plain", mlp_bias=True, norm_bias=True, encoder=True),
+    "whisper": Family(qkv_bias=True, o_bias=True, mlp="plain", mlp_bias=True, norm_bias=True, tie_default=True),
 }
 DEFAULT_ATTENTION_BIAS = {"glm": True, "glm4": True}
 # the text towers of vision-language models, laid out as these text families
@@ -209,6 +212,9 @@ def arch_from_config(cfg: dict, *, name: str = "", source: str = "") -> Arch:
     if "text_config" in cfg and "hidden_size" not in cfg:  # multimodal wrapper: the text tower
         cfg = {**cfg["text_config"], "tie_word_embeddings": cfg.get("tie_word_embeddings",
                                                                     cfg["text_config"].get("tie_word_embeddings"))}
+    from danlu.plan.media_arch import as_text_config
+
+    cfg = as_text_config(cfg)
     model_type = str(cfg.get("model_type", ""))
     if model_type == "gemma3":
         model_type = "gemma3_text"

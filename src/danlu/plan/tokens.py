@@ -30,7 +30,10 @@ class DataTokens:
 
 
 def count_tokens(cfg) -> DataTokens:
-    """Tokens of cfg.data.train (conversation and text formats)."""
+    """Tokens of cfg.data.train (conversation and text formats; images and speech: media_tokens)."""
+    media = media_tokens(cfg)
+    if media is not None:
+        return media
     try:
         tok = _local_tokenizer(cfg)
     except Exception as exc:  # noqa: BLE001 — no local tokenizer: estimate instead
@@ -117,3 +120,30 @@ def _estimate(cfg) -> DataTokens:
     return DataTokens(len(lengths), sum(lengths), sum(lengths) // 2, lengths, counted=False,
                       note=f"tokenizer of {cfg.model.name_or_path} not available locally: "
                            f"~{CHARS_PER_TOKEN} characters per token assumed")
+
+
+def media_tokens(cfg) -> DataTokens | None:
+    """Image classification: every image is (image_size / patch)² + 1 positions. Speech recognition:
+    the transcripts' tokens (estimated from characters); the audio encoder's frames are not counted.
+    None for text stages."""
+    stage = cfg.stage_options()
+    if cfg.stage == "classify" and stage.is_image(cfg.model.name_or_path, cfg.model.revision):
+        from danlu.data.media import class_folder_rows, is_class_folder
+        from danlu.models.load import model_config_dict
+        from danlu.plan.media_arch import as_text_config
+
+        sources = cfg.data.train if isinstance(cfg.data.train, list) else [cfg.data.train]
+        n = sum(len(class_folder_rows(s)) if is_class_folder(s) else _rows(s) for s in sources)
+        per = int(as_text_config(model_config_dict(cfg.model.name_or_path)).get("max_position_embeddings", 197))
+        return DataTokens(n, n * per, 0, [per] * n, note=f"images: {per} positions each (patches + [CLS])")
+    if cfg.stage == "asr":
+        data = _estimate(cfg)
+        data.note = "speech: transcript tokens estimated from characters; audio frames not counted"
+        return data
+    return None
+
+
+def _rows(source: str) -> int:
+    from danlu.data.readers import read_rows
+
+    return sum(1 for row in read_rows(source) if not row.error)

@@ -112,7 +112,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     from danlu.chat.templates import resolve_template
     from danlu.data.report import write_reports
     from danlu.methods.base import MethodContext, count_parameters
-    from danlu.models.load import compute_precision, load_tokenizer
+    from danlu.models.load import compute_precision
     from danlu.train.context import ParamCounts, RunContext
 
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # new parameters (LoRA A, heads) init from this
@@ -125,8 +125,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     distributed.check(cfg)
     distributed.check_hardware(cfg)
     levers.check(cfg)
-    ctx.tokenizer = load_tokenizer(cfg.model.name_or_path, revision=cfg.model.revision,
-                                   trust_remote_code=cfg.model.trust_remote_code)
+    ctx.tokenizer = stage.load_processor(cfg)  # the tokenizer (image / speech stages: their processor)
     if stage.task == "causal_lm":
         _vision_processor(cfg, ctx)
         ctx.template = resolve_template(ctx.tokenizer, cfg.data.template)
