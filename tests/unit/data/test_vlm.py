@@ -140,3 +140,13 @@ def test_lora_targets_the_language_model_only():
     from danlu.methods.probe import layer_prefixes  # method freeze trains the language model's last blocks
 
     assert layer_prefixes(model) == ["model.language_model.layers.0.", "model.language_model.layers.1."]
+
+
+def test_vlm_samples_are_image_questions(tmp_path):
+    from danlu.cli.data import samples
+
+    samples("vlm", str(tmp_path), n=8, seed=0)
+    rows = list(iter_samples(str(tmp_path / "train.jsonl")))
+    assert len(rows) == 8 and len(list(iter_samples(str(tmp_path / "test.jsonl")))) == 24
+    assert all(len(r.images) == 1 and r.images[0].open().size == (56, 56) for r in rows)
+    assert {r.messages[-1]["content"] for r in rows} <= {"red", "green", "blue", "yellow"}
