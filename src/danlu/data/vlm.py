@@ -33,10 +33,11 @@ def parts_messages(messages: list[dict]) -> list[dict]:
 def image_token_ids(processor) -> set[int]:
     tok = processor.tokenizer
     ids = {getattr(processor, "image_token_id", None)}
-    for name in ("image_token", "boi_token", "eoi_token", "video_token"):
-        text = getattr(processor, name, None)
-        if isinstance(text, str):
-            ids.add(tok.convert_tokens_to_ids(text))
+    for owner in (processor, tok):  # Gemma 3 keeps its soft image token on the tokenizer only
+        for name in ("image_token", "boi_token", "eoi_token", "video_token"):
+            text = getattr(owner, name, None)
+            if isinstance(text, str):
+                ids.add(tok.convert_tokens_to_ids(text))
     return {i for i in ids if isinstance(i, int) and i != tok.unk_token_id}
 
 

@@ -9,10 +9,11 @@ seeded random init. Sizes:
   small       Qwen2-shaped, d=256, 4 layers                                    ~5.3M
   tiny-llama  Llama-shaped, d=64,  2 layers, no biases
   tiny-bert   BERT-shaped encoder, d=64, 2 layers (classification)
-  tiny-vl     Qwen2-VL-shaped vision-language model, 56 px images (models/builtin_vlm.py)  ~1.4M
-  tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 56 px images
   tiny-vit    ViT-shaped image encoder, 32 px images (image classification; models/builtin_media.py)
   tiny-whisper  Whisper-shaped speech recogniser, 2 s clips (stage: asr; models/builtin_media.py)
+  tiny-vl     Qwen2-VL-shaped vision-language model, 56 px images (models/builtin_vlm.py)  ~0.8M
+  tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 56 px images
+  tiny-gemma3 Gemma 3-shaped: tiny SigLIP tower pooled to 4 soft tokens + tiny Gemma 3 text model
 """
 
 from __future__ import annotations
@@ -56,9 +57,9 @@ SPECS: dict[str, Spec] = {
     "mini": Spec("qwen2", 192, 4, 6, 2, 512),
     "tiny-llama": Spec("llama", 64, 2, 4, 2, 176),
     "tiny-bert": Spec("bert", 64, 2, 4, 4, 128, max_positions=512),
-    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava
     "tiny-vit": Spec("vit", 64, 2, 4, 4, 128),
     "tiny-whisper": Spec("whisper", 64, 2, 4, 4, 128, max_positions=64),
+    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava | gemma3
 }
 
 

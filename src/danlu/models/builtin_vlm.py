@@ -1,5 +1,6 @@
-"""The builtin vision-language models: `builtin:tiny-vl` (Qwen2-VL-shaped) and `builtin:tiny-llava`
-(LLaVA-shaped: a tiny CLIP vision tower, a projector and a tiny Llama), built offline from configs
+"""The builtin vision-language models: `builtin:tiny-vl` (Qwen2-VL-shaped), `builtin:tiny-llava`
+(LLaVA-shaped: a tiny CLIP vision tower, a projector and a tiny Llama) and `builtin:tiny-gemma3`
+(Gemma 3-shaped: a tiny SigLIP tower, pooled into 4 soft tokens per image), built offline from configs
 with the builtin byte-level BPE tokenizer extended by each family's vision tokens, a processor
 (Qwen2VLImageProcessorPil / CLIPImageProcessorPil: no torchvision needed) and a ChatML chat
 template that renders image content parts. Saved as ordinary Hugging Face folders, so
@@ -17,6 +18,7 @@ from pathlib import Path
 VLM_VERSION = 1
 QWEN2_VL_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 LLAVA_TOKENS = ["<image>"]
+GEMMA3_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
 
 # ChatML whose content may be a string or a list of parts ({"type": "image"} / {"type": "text"});
 # `image` is what an image part renders to (the family's placeholder, expanded by the processor).
@@ -56,11 +58,12 @@ class VlmSpec:
 VLM_SPECS: dict[str, VlmSpec] = {
     "tiny-vl": VlmSpec("qwen2-vl", 64, 2, 4, 2, 176, image_size=56),
     "tiny-llava": VlmSpec("llava", 64, 2, 4, 2, 176, image_size=56),
+    "tiny-gemma3": VlmSpec("gemma3", 64, 2, 4, 2, 176, image_size=56),
 }
 
 
 def chat_template(arch: str) -> str:
-    image = "<|vision_start|><|image_pad|><|vision_end|>" if arch == "qwen2-vl" else "<image>"
+    image = {"qwen2-vl": "<|vision_start|><|image_pad|><|vision_end|>", "gemma3": "<start_of_image>"}.get(arch, "<image>")
     return _TEMPLATE.replace("IMAGE", repr(image))
 
 
@@ -69,8 +72,10 @@ def vlm_tokenizer(arch: str, bpe):
     vision tokens and a chat template that renders image parts."""
     from transformers import PreTrainedTokenizerFast
 
-    extra = QWEN2_VL_TOKENS if arch == "qwen2-vl" else LLAVA_TOKENS
+    extra = {"qwen2-vl": QWEN2_VL_TOKENS, "gemma3": list(GEMMA3_TOKENS.values())}.get(arch, LLAVA_TOKENS)
+    named = {"extra_special_tokens": GEMMA3_TOKENS} if arch == "gemma3" else {}  # Gemma3Processor reads tok.boi_token ...
     tok = PreTrainedTokenizerFast(
+        **named,
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -104,6 +109,8 @@ def vlm_config(spec: VlmSpec, vocab: int, ids: dict[str, int]):
                              image_token_id=ids.get("<|image_pad|>", 0), video_token_id=ids.get("<|video_pad|>", 0),
                              vision_start_token_id=ids.get("<|vision_start|>", 0),
                              vision_end_token_id=ids.get("<|vision_end|>", 0))
+    if spec.arch == "gemma3":
+        return _gemma3_config(spec, text, ids)
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     vision = CLIPVisionConfig(hidden_size=spec.vision_hidden, intermediate_size=2 * spec.vision_hidden,
@@ -116,6 +123,20 @@ def vlm_config(spec: VlmSpec, vocab: int, ids: dict[str, int]):
                        tie_word_embeddings=True)
 
 
+def _gemma3_config(spec: VlmSpec, text: dict, ids: dict[str, int]):
+    from transformers import Gemma3Config
+
+    text = {**text, "head_dim": spec.hidden // spec.heads, "sliding_window": 512, "rope_theta": 10000.0}
+    vision = dict(hidden_size=spec.vision_hidden, intermediate_size=2 * spec.vision_hidden,
+                  num_hidden_layers=spec.vision_layers, num_attention_heads=spec.vision_heads,
+                  image_size=spec.image_size, patch_size=14)
+    return Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                        boi_token_index=ids.get(GEMMA3_TOKENS["boi_token"], 0),
+                        eoi_token_index=ids.get(GEMMA3_TOKENS["eoi_token"], 0),
+                        image_token_index=ids.get(GEMMA3_TOKENS["image_token"], 0),
+                        initializer_range=spec.hidden**-0.5, tie_word_embeddings=True)
+
+
 def vlm_processor(spec: VlmSpec, tok):
     if spec.arch == "qwen2-vl":
         from transformers import Qwen2VLImageProcessorPil, Qwen2VLProcessor
@@ -126,6 +147,12 @@ def vlm_processor(spec: VlmSpec, tok):
         images = Qwen2VLImageProcessorPil(size={"shortest_edge": pixels, "longest_edge": pixels},
                                           patch_size=14, merge_size=2, temporal_patch_size=2)
         return image_only(Qwen2VLProcessor)(image_processor=images, tokenizer=tok, chat_template=tok.chat_template)
+    if spec.arch == "gemma3":
+        from transformers import Gemma3ImageProcessorPil, Gemma3Processor
+
+        images = Gemma3ImageProcessorPil(size={"height": spec.image_size, "width": spec.image_size})
+        return Gemma3Processor(image_processor=images, tokenizer=tok, chat_template=tok.chat_template,
+                               image_seq_length=4)
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
     images = CLIPImageProcessorPil(size={"shortest_edge": spec.image_size},

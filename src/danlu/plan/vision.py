@@ -76,6 +76,8 @@ def vision_from_config(cfg: dict, processor: dict | None = None) -> VisionShape 
         proj = h * factor * factor * d_text
         family = mtype
     elif mtype == "gemma3":
+        if v.get("vision_use_head", True):  # SigLIP's attention-pooling head (probe, attention, norm, MLP)
+            tower += h + 4 * h * h + 4 * h + 2 * h + 2 * h * inter + inter + h
         image_tokens = int(cfg.get("mm_tokens_per_image") or 256)
         proj = h * d_text + h  # projection matrix + soft-emb RMSNorm
         family = "gemma3 (SigLIP)"

@@ -173,6 +173,10 @@ def first_batches(ctx, dataset, n: int) -> list[dict]:
     size = ctx.config.train.batch_size
     rows = [dataset[i] for i in range(min(len(dataset), n * size))]
     collate = PaddingCollator(ctx.tokenizer.pad_token_id)
+    if ctx.processor is not None:  # vision-language: the batches carry their images
+        from danlu.data.vlm import VlmCollator
+
+        collate = VlmCollator(ctx.tokenizer.pad_token_id)
     return [collate(rows[i:i + size]) for i in range(0, len(rows), size)]
 
 

@@ -87,7 +87,7 @@ def test_text_model_refuses_image_rows(tmp_path):
     assert "model is text-only" in json.dumps(report.dropped)
 
 
-@pytest.mark.parametrize("name", ["builtin:tiny-vl", "builtin:tiny-llava"])
+@pytest.mark.parametrize("name", ["builtin:tiny-vl", "builtin:tiny-llava", "builtin:tiny-gemma3"])
 def test_labels_golden_against_the_processor(name, tmp_path):
     """ids = the processor's own apply_chat_template + expansion; labels exactly the answers'
     tokens and their <|im_end|>; no image token is ever labelled."""
@@ -117,7 +117,7 @@ def test_labels_golden_against_the_processor(name, tmp_path):
     learned = tok.decode([i for i, lab in zip(enc.input_ids, enc.labels) if lab != IGNORE])
     assert learned == "red square<|im_end|>green<|im_end|>"
     assert all(lab == IGNORE for i, lab in zip(enc.input_ids, enc.labels) if i in image_token_ids(proc))
-    assert sum(i == proc.image_token_id for i in enc.input_ids) >= 8  # two images, each expanded
+    assert sum(i in image_token_ids(proc) for i in enc.input_ids) >= 8  # two images, each expanded
     batch = VlmCollator(tok.pad_token_id)([{"input_ids": enc.input_ids, "labels": enc.labels, **enc.extra}] * 2)
     assert batch["input_ids"].shape == (2, len(enc)) and batch["pixel_values"].shape[0] == 2 * want["pixel_values"].shape[0]
 
@@ -137,3 +137,16 @@ def test_lora_targets_the_language_model_only():
     assert freeze_vision(model, tower=True, projector=False) > 0
     trainable = {vision_part(n) for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {None, "projector"}
+    from danlu.methods.probe import layer_prefixes  # method freeze trains the language model's last blocks
+
+    assert layer_prefixes(model) == ["model.language_model.layers.0.", "model.language_model.layers.1."]
+
+
+def test_vlm_samples_are_image_questions(tmp_path):
+    from danlu.cli.data import samples
+
+    samples("vlm", str(tmp_path), n=8, seed=0)
+    rows = list(iter_samples(str(tmp_path / "train.jsonl")))
+    assert len(rows) == 8 and len(list(iter_samples(str(tmp_path / "test.jsonl")))) == 24
+    assert all(len(r.images) == 1 and r.images[0].open().size == (56, 56) for r in rows)
+    assert {r.messages[-1]["content"] for r in rows} <= {"red", "green", "blue", "yellow"}
