@@ -267,12 +267,14 @@ def mix(
 
 @data_app.command("samples")
 def samples(
-    kind: str = typer.Argument(..., help="image (colour → class, 32 px PNGs) or speech (tone 'words', 8 kHz WAV)."),
+    kind: str = typer.Argument(..., help="image (colour → class, 32 px PNGs), speech (tone 'words', 8 kHz WAV) or "
+                                         "vlm (image questions: the colour of a drawn shape, 56 px PNGs)."),
     output: str = typer.Argument(..., help="Folder to write them into (created)."),
-    n: int = typer.Option(0, "-n", help="Images per class / training clips (default: 20 / 160)."),
+    n: int = typer.Option(0, "-n", help="Images per class / training clips / training rows (default: 20 / 160 / 64)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the drawing."),
 ):
-    """Small image or speech samples made by code, for `stage: classify` on images and `stage: asr`."""
+    """Small image or speech samples made by code, for `stage: classify` on images, `stage: asr` and
+    vision-language SFT."""
     from pathlib import Path
 
     from danlu.data.samples import make_image_samples, make_speech_samples
@@ -285,5 +287,10 @@ def samples(
     elif kind == "speech":
         make_speech_samples(out, n_train=n or 160, seed=seed)
         typer.echo(f"{out}/clips/*.wav and {out}/train.jsonl, {out}/eval.jsonl ({{audio, text}} rows)")
+    elif kind == "vlm":
+        from danlu.synth.shapes import write_shapes
+
+        files = write_shapes(out, train=n or 64, test=24, seed=seed)
+        typer.echo(f"{files['train']}, {files['test']} (messages with an image_url part; images in {out}/images/)")
     else:
-        raise UserError(f"unknown sample kind {kind!r}", where="danlu data samples", hint="use image or speech")
+        raise UserError(f"unknown sample kind {kind!r}", where="danlu data samples", hint="use image, speech or vlm")

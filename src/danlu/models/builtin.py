@@ -11,6 +11,9 @@ seeded random init. Sizes:
   tiny-bert   BERT-shaped encoder, d=64, 2 layers (classification)
   tiny-vit    ViT-shaped image encoder, 32 px images (image classification; models/builtin_media.py)
   tiny-whisper  Whisper-shaped speech recogniser, 2 s clips (stage: asr; models/builtin_media.py)
+  tiny-vl     Qwen2-VL-shaped vision-language model, 56 px images (models/builtin_vlm.py)  ~0.8M
+  tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 56 px images
+  tiny-gemma3 Gemma 3-shaped: tiny SigLIP tower pooled to 4 soft tokens + tiny Gemma 3 text model
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from danlu.errors import UserError
+from danlu.models.builtin_vlm import VLM_SPECS, VlmSpec, build_vlm
 from danlu.paths import danlu_home
 
 ASSETS = Path(__file__).parent / "assets"
@@ -55,6 +59,7 @@ SPECS: dict[str, Spec] = {
     "tiny-bert": Spec("bert", 64, 2, 4, 4, 128, max_positions=512),
     "tiny-vit": Spec("vit", 64, 2, 4, 4, 128),
     "tiny-whisper": Spec("whisper", 64, 2, 4, 4, 128, max_positions=64),
+    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava | gemma3
 }
 
 
@@ -200,6 +205,8 @@ def _model_config(spec: Spec, tok):
 
 
 def _build(spec: Spec, out: Path) -> None:
+    if isinstance(spec, VlmSpec):
+        return build_vlm(spec, out, train_tokenizer(SPECIAL_TOKENS))
     if spec.arch in ("vit", "whisper"):
         from danlu.models import builtin_media
 

@@ -15,7 +15,13 @@ def builtin_params(key: str) -> int:
 
     s = SPECS[key]
     with torch.device("meta"):
-        if s.arch in ("vit", "whisper"):
+        if s.arch in ("qwen2-vl", "llava", "gemma3"):
+            from transformers import AutoModelForImageTextToText
+
+            from danlu.models.builtin_vlm import vlm_config
+
+            model = AutoModelForImageTextToText.from_config(vlm_config(s, VOCAB_SIZE + 64, {}))
+        elif s.arch in ("vit", "whisper"):
             from danlu.models import builtin_media as media
 
             if s.arch == "vit":
@@ -36,7 +42,8 @@ def builtin_params(key: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-TEMPLATE_OF = {"bert": "none (encoder)", "vit": "none (images)", "whisper": "none (speech)"}
+TEMPLATE_OF = {"bert": "none (encoder)", "vit": "none (images)", "whisper": "none (speech)",
+               "qwen2-vl": "chatml + images", "llava": "chatml + images", "gemma3": "chatml + images"}
 
 
 def _human(n: int) -> str:

@@ -261,7 +261,22 @@ def model_class(task: str):
         "image_cls": tf.AutoModelForImageClassification,
         "asr": tf.AutoModelForSpeechSeq2Seq,
         "base": tf.AutoModel,
+        "image_text": tf.AutoModelForImageTextToText,  # vision-language (chosen by load_model from the config)
     }[task]
+
+
+def is_vision_language(name_or_path: str, revision: str | None = None) -> bool:
+    """The model is a vision-language one (its config has a vision_config: Qwen2-VL, LLaVA, Idefics3 ...)."""
+    import json
+
+    from danlu.models.processor import VLM_ARCHS
+
+    path = Path(resolve_model_path(name_or_path))
+    if not (path / "config.json").exists():
+        return False  # a hub id: text-only unless its cached config says otherwise (see load_model)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    archs = config.get("architectures") or [VLM_ARCHS[0]]
+    return "vision_config" in config and any(a.endswith(VLM_ARCHS) for a in archs)
 
 
 def load_model(
@@ -282,6 +297,8 @@ def load_model(
                       local_files_only=kwargs.get("local_files_only", False))
     if attn_implementation != "auto":
         kwargs["attn_implementation"] = attn_implementation
+    if task == "causal_lm" and is_vision_language(path):
+        task = "image_text"
     try:
         model = model_class(task).from_pretrained(
             path,

@@ -339,9 +339,10 @@ def estimate_memory(spec) -> MemoryEstimate:
                         "(PCIe transfers on the compute stream: slower steps)")
     else:
         offload_note = None
+    act, vision_note = _with_vision(spec, act, num, rows)
     terms.append(Term("activations", act.blocks + act.head,
                       f"{rows} rows × {seq} tokens, {arch.layers} blocks ({ckpt}), {num.attn}"
-                      + (f"; {batch.note}" if batch.note else "")))
+                      + (f"; {batch.note}" if batch.note else "") + vision_note))
     if act.recompute:
         back = "rebuilt" if spec.gradient_checkpointing else "brought back from host memory"
         terms.append(Term("recompute", act.recompute, f"one block's activations {back} during backward"))
@@ -365,6 +366,22 @@ def estimate_memory(spec) -> MemoryEstimate:
     if spec.optimizer == "paged_adamw_8bit":
         notes.append("paged optimizer states can spill to CPU memory under pressure instead of failing")
     return MemoryEstimate(terms, int(peak), phase, {k: int(v) for k, v in phases.items()}, int(need), int(host), notes)
+
+
+def _with_vision(spec, act, num, rows: int):
+    """A vision-language model: the tower's activations for one image per sample join the blocks'."""
+    from dataclasses import replace
+
+    from danlu.plan.vision import tower_trains, vision_activation_bytes
+
+    v = spec.arch.vision
+    if v is None:
+        return act, ""
+    trains = tower_trains(spec.method)
+    extra = vision_activation_bytes(v, rows, num.act, trains)
+    note = (f"; vision tower: {rows} image(s) × {v.patches} patches ({'trained' if trains else 'frozen'}), "
+            f"{v.image_tokens} image tokens each within the {spec.max_length} tokens")
+    return replace(act, blocks=act.blocks + extra), note
 
 
 def _phases(spec, terms: list[Term], act, lf: float, lb: float, extra_transient: float) -> dict[str, float]:

@@ -44,12 +44,22 @@ def count_tokens(cfg) -> DataTokens:
     from danlu.data.formats import FormatOptions
     from danlu.data.report import DataReport
 
+    processor = _local_processor(cfg, tok)
     template = resolve_template(tok, cfg.data.template)
     report = DataReport(split="train")
     lengths, labels = [], 0
-    opts = FormatOptions(system=cfg.data.system)
+    opts = FormatOptions(system=cfg.data.system, dataset_dir=cfg.data.dataset_dir,
+                         max_image_pixels=cfg.data.max_image_pixels)
     for sample in iter_samples(cfg.data.train, fmt=cfg.data.format, opts=opts, on_bad_row="skip", report=report):
-        enc = encode_sample(sample, template, cfg.data, cfg.train.max_length, report)
+        if processor is not None:  # image tokens counted as the processor expands them
+            from types import SimpleNamespace
+
+            from danlu.data.vlm import encode_vlm_sample
+
+            run = SimpleNamespace(config=cfg, template=template, processor=processor)
+            enc = encode_vlm_sample(sample, run, cfg.train.max_length, report)
+        else:
+            enc = encode_sample(sample, template, cfg.data, cfg.train.max_length, report)
         if enc is None:
             continue
         lengths.append(len(enc))
@@ -60,6 +70,19 @@ def count_tokens(cfg) -> DataTokens:
         keep = len(lengths) - max(1, int(round(len(lengths) * cfg.data.eval_split)))
         lengths = lengths[:keep]
     return DataTokens(len(lengths), sum(lengths), labels, lengths)
+
+
+def _local_processor(cfg, tok):
+    """A local vision-language model's processor (its chat template put on `tok` if tok has none), else None."""
+    from danlu.models.load import is_vision_language, resolve_model_path
+    from danlu.models.processor import load_processor
+
+    if not is_vision_language(cfg.model.name_or_path):
+        return None
+    processor = load_processor(resolve_model_path(cfg.model.name_or_path))
+    if not getattr(tok, "chat_template", None) and getattr(processor, "chat_template", None):
+        tok.chat_template = processor.chat_template
+    return processor
 
 
 def _local_tokenizer(cfg):
