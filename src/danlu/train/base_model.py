@@ -19,8 +19,9 @@ def load_base(ctx):
     kwargs.update(method.load_kwargs())
     dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model", precision=ctx.precision,
                           quantized="quantization_config" in kwargs)
-    attn = resolve_attention(cfg.model.attn_implementation, ctx.precision,
-                             packing=packing_applies(cfg) and cfg.stage in CAUSAL_LM_STAGES)
+    packs = (packing_applies(cfg) and cfg.stage in CAUSAL_LM_STAGES
+             and getattr(ctx, "processor", None) is None)  # a vision-language model pads (trainer.choose_collator)
+    attn = resolve_attention(cfg.model.attn_implementation, ctx.precision, packing=packs)
     load = dict(task=stage.task, dtype=dtype, revision=cfg.model.revision,
                 trust_remote_code=cfg.model.trust_remote_code, **kwargs)
     try:
