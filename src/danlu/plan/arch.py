@@ -95,6 +95,7 @@ class Arch:
     type_vocab: int = 2  # BERT token types
     name: str = ""
     source: str = ""  # where the shape came from (file path, cache, bundled table)
+    checkpoint_dtype: str = ""  # config.json's dtype (torch_dtype): how the weights files store them
     family: Family = field(default_factory=Family, compare=False)
     vision: VisionShape | None = field(default=None, compare=False)  # a vision-language model's image side
 
@@ -238,6 +239,7 @@ def arch_from_config(cfg: dict, *, name: str = "", source: str = "") -> Arch:
             attention_bias=bool(cfg.get("attention_bias", DEFAULT_ATTENTION_BIAS.get(model_type, False))),
             max_positions=int(cfg.get("max_position_embeddings") or 4096),
             type_vocab=int(cfg.get("type_vocab_size") or 2), name=name, source=source, family=family,
+            checkpoint_dtype=str(cfg.get("dtype") or cfg.get("torch_dtype") or ""),
             vision=vision,
         )
     except (KeyError, TypeError, ValueError) as exc:

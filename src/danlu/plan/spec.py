@@ -45,6 +45,7 @@ class RunSpec:
     max_steps: int = -1
     dataset_tokens: int | None = None  # tokens of the tokenised training set (counted when data is given)
     dataset_samples: int | None = None
+    checkpoint_bytes: int | None = None  # size of the weights files (None: read next to the config, or estimated)
     release_memory: bool = True  # CPU: train.release_memory (heap trimmed after every step)
     extra: dict = field(default_factory=dict)
 
