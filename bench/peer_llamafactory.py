@@ -8,7 +8,11 @@ sampled every 50 ms. Writes ONE file: bench/results/<date>-<hardware>-peer-llama
 
 loss-bearing tokens/s = the run's loss tokens (danlu's count; both sides tokenise the same rows
 with the same template and mask) / the trainer's own train_runtime (model load and data
-preparation left out on both sides)."""
+preparation left out on both sides); tokens per process CPU-second = the same tokens / the user+sys
+CPU seconds of that side's whole process (model load and tokenisation included): on a shared machine
+the steadier figure of the two. --model/--rows/--epochs/--tag run the same harness on a real model:
+    bash bench/peer_llamafactory.sh --only lf-neat,danlu --model ~/.cache/danlu/gguf/SmolLM2-135M-Instruct.Q4_1-*/ \
+        --rows examples/data/support_qa.jsonl --tag smollm2"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -61,8 +66,14 @@ def lf_config(work: Path, model: Path, name: str, extra: dict) -> Path:
     return path
 
 
+def child_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_lf(work: Path, lf_bin: Path, model: Path, name: str, extra: dict, threads: int) -> dict:
     cfg = lf_config(work, model, name, extra)
+    cpu0 = child_cpu_s()
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": str(threads), "DISABLE_VERSION_CHECK": "1",
            "TOKENIZERS_PARALLELISM": "false", "WANDB_DISABLED": "true", "PYTHONPATH": ""}
     code, rss, wall = run_measured([str(lf_bin / "llamafactory-cli"), "train", str(cfg)], env=env,
@@ -74,10 +85,11 @@ def run_lf(work: Path, lf_bin: Path, model: Path, name: str, extra: dict, thread
     losses = [r["loss"] for r in logs if "loss" in r]
     res = json.loads((out / "train_results.json").read_text())
     steps = max(r.get("current_steps", 0) for r in logs)
-    return {"train_s": res["train_runtime"], "steps": steps, "losses": losses, "peak_rss_bytes": rss, "wall_s": wall}
+    return {"train_s": res["train_runtime"], "steps": steps, "losses": losses, "peak_rss_bytes": rss, "wall_s": wall,
+            "process_cpu_s": child_cpu_s() - cpu0}
 
 
-def run_danlu(work: Path, rows: Path, model: Path, threads: int, extra_train: dict) -> dict:
+def danlu_config(work: Path, rows: Path, model: Path, extra_train: dict) -> Path:
     c = COMMON
     cfg = {"model": {"name_or_path": str(model)},
            "data": {"train": str(rows), "format": "alpaca", "template": "qwen", "system": SYSTEM},
@@ -89,6 +101,12 @@ def run_danlu(work: Path, rows: Path, model: Path, threads: int, extra_train: di
            "eval": {"strategy": "no"}, "output_dir": str(work / "out-danlu")}
     path = work / "danlu.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_danlu(work: Path, rows: Path, model: Path, threads: int, extra_train: dict) -> dict:
+    path = danlu_config(work, rows, model, extra_train)
+    cpu0 = child_cpu_s()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src"),
            "TOKENIZERS_PARALLELISM": "false"}
     code, rss, wall = run_measured([sys.executable, "-m", "danlu", "train", str(path), "--overwrite"], env=env,
@@ -101,7 +119,8 @@ def run_danlu(work: Path, rows: Path, model: Path, threads: int, extra_train: di
     info = json.loads((run / "run_info.json").read_text())
     runtime = next((r["train_runtime"] for r in rows_ if "train_runtime" in r), info["train_runtime_s"])
     return {"train_s": runtime, "steps": info["global_step"], "losses": losses, "peak_rss_bytes": rss,
-            "wall_s": wall, "loss_tokens": info["loss_tokens"], "precision": info.get("precision")}
+            "wall_s": wall, "loss_tokens": info["loss_tokens"], "precision": info.get("precision"),
+            "process_cpu_s": child_cpu_s() - cpu0}
 
 
 def row(side: dict, loss_tokens: int) -> dict:
@@ -109,7 +128,9 @@ def row(side: dict, loss_tokens: int) -> dict:
             "peak_rss_gib": round(side["peak_rss_bytes"] / 2**30, 3), "steps": side["steps"],
             "final_loss": round(statistics.fmean(side["losses"][-10:]), 4) if side["losses"] else None,
             "first_loss": side["losses"][0] if side["losses"] else None, "wall_s": round(side["wall_s"], 1),
-            "load_1min_before_after": side.get("load_1min")}
+            "load_1min_before_after": side.get("load_1min"),
+            "process_cpu_s": round(side["process_cpu_s"], 1),
+            "tokens_per_process_cpu_s": round(loss_tokens / side["process_cpu_s"], 1)}
 
 
 def main() -> None:
@@ -121,8 +142,15 @@ def main() -> None:
                     help="OMP threads per side; 1 on a shared machine (2 threads spin-wait under load)")
     ap.add_argument("--only", default="lf-neat,danlu,lf-default", help="sides to run, in this order")
     ap.add_argument("--danlu-train", default="{}", help="JSON: extra danlu train.* settings (a lever)")
+    ap.add_argument("--model", default=str(ROOT / "bench" / ".work" / "model"),
+                    help="a Hugging Face folder both sides load (the real-model run: danlu's dequantised "
+                         "SmolLM2 folder under $DANLU_HOME/gguf/)")
+    ap.add_argument("--rows", default=str(ROOT / "bench" / ".work" / "alpaca400.jsonl"), help="alpaca JSONL rows")
+    ap.add_argument("--epochs", type=int, default=COMMON["epochs"])
+    ap.add_argument("--tag", default="", help="appended to the results file name (e.g. smollm2)")
     args = ap.parse_args()
-    work, model, rows = Path(args.work), ROOT / "bench" / ".work" / "model", ROOT / "bench" / ".work" / "alpaca400.jsonl"
+    COMMON["epochs"] = args.epochs
+    work, model, rows = Path(args.work), Path(args.model).resolve(), Path(args.rows).resolve()
     work.mkdir(parents=True, exist_ok=True)
     lf_dataset(rows, work / "lf-data")
     load0 = os.getloadavg()
@@ -149,6 +177,8 @@ def write(sides: dict, args, load0, path: Path | None) -> Path:
         d = table["danlu"]
         for k in (k for k in table if k != "danlu"):
             ratios[f"danlu/{k}"] = {"tokens_per_s": round(d["tokens_per_s"] / table[k]["tokens_per_s"], 3),
+                                    "tokens_per_process_cpu_s": round(d["tokens_per_process_cpu_s"]
+                                                                      / table[k]["tokens_per_process_cpu_s"], 3),
                                     "peak_rss": round(d["peak_rss_gib"] / table[k]["peak_rss_gib"], 3)}
     note = ("LF packing (neat_packing) packs the whole dataset before batching, so its run has fewer optimizer "
             "steps than the unpacked run; danlu packs within each batch of 8 and keeps the run's semantics "
@@ -159,22 +189,23 @@ def write(sides: dict, args, load0, path: Path | None) -> Path:
     result = {"date": datetime.date.today().isoformat(), "hardware": hardware_name(), "threads": args.threads,
               "loadavg_before": load0, "loadavg_after": os.getloadavg(), "loss_tokens": tokens,
               "lf_versions": lf_versions, "danlu_train_extra": json.loads(args.danlu_train),
-              "rows": table, "ratios": ratios, "note": note, "common": COMMON, "system": SYSTEM}
+              "model": str(args.model), "data": str(args.rows), "rows": table, "ratios": ratios, "note": note, "common": COMMON, "system": SYSTEM}
     result["sides_done"] = list(sides)
     if path is None:
         res_dir = Path(args.results)
         res_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"{result['date']}-{result['hardware']}-peer-llamafactory"
+        stem = f"{result['date']}-{result['hardware']}-peer-llamafactory{'-' + args.tag if args.tag else ''}"
         path, n = res_dir / f"{stem}.json", 2
         while path.exists():
             path, n = res_dir / f"{stem}-{n}.json", n + 1
     path.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"{'':12} {'loss tok/s':>10} {'train s':>8} {'peak RSS':>9} {'steps':>5} {'final loss':>10}")
+    print(f"{'':12} {'loss tok/s':>10} {'train s':>8} {'tok/CPU-s':>9} {'peak RSS':>9} {'steps':>5} {'final loss':>10}")
     for k, r in table.items():
-        print(f"{k:12} {r['tokens_per_s']:>10} {r['train_s']:>8} {r['peak_rss_gib']:>8}G {r['steps']:>5} "
-              f"{r['final_loss']:>10}  load {r['load_1min_before_after']}")
+        print(f"{k:12} {r['tokens_per_s']:>10} {r['train_s']:>8} {r['tokens_per_process_cpu_s']:>9} "
+              f"{r['peak_rss_gib']:>8}G {r['steps']:>5} {r['final_loss']:>10}  load {r['load_1min_before_after']}")
     for k, r in ratios.items():
-        print(f"{k}: tokens/s {r['tokens_per_s']}x, peak RSS {r['peak_rss']}x")
+        print(f"{k}: tokens/s {r['tokens_per_s']}x, tokens per process CPU-s {r['tokens_per_process_cpu_s']}x, "
+              f"peak RSS {r['peak_rss']}x")
     print(note)
     print(f"load average {load0} → {os.getloadavg()}; written to {path}", flush=True)
     return path

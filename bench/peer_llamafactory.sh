@@ -33,7 +33,7 @@ build_venv() {
 }
 
 [ -f "$VENV/.built" ] || build_venv
-[ -f bench/.work/model/config.json ] || "$DANLU_PY" bench/make_cpu_bench.py
+[ -f bench/.work/model/config.json ] || "$DANLU_PY" bench/make_cpu_bench.py --shared "${SHARED:-../shared}"  # from a worktree: SHARED=/work/shared
 echo "load before: $(uptime)"
 nice "$DANLU_PY" bench/peer_llamafactory.py "$@"
 echo "load after: $(uptime)"

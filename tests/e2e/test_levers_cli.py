@@ -21,6 +21,7 @@ def test_run_info_records_the_levers(tmp_path, qa_file):
     proc = run_cli("train", str(cfg), "train.offload_activations=true")
     assert proc.returncode == 0, proc.stderr
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
-    assert info["levers"] == {"attn_implementation": "sdpa", "packing": "4D block-diagonal mask",
+    assert info["levers"] == {"attn_implementation": "danlu_varlen_sdpa",  # packed CPU run: per-sample SDPA
+                              "packing": "varlen (one padding-free row, no mask)",
                               "liger_kernel": False, "gradient_checkpointing": False,
                               "offload_activations": "no-op on CPU"}

@@ -90,3 +90,32 @@ def test_packing_collator_follows_the_attention_kernel():
     assert isinstance(packing_collator(0, 64, model), PackingCollator)  # sdpa: 4D mask
     model.config._attn_implementation = "flash_attention_2"  # only the name is read
     assert isinstance(packing_collator(0, 64, model), VarlenCollator)
+    model.config._attn_implementation = "danlu_varlen_sdpa"  # CPU packing (models/varlen_sdpa.py)
+    assert isinstance(packing_collator(0, 64, model), VarlenCollator)
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_danlu_varlen_sdpa_equals_the_4d_mask_packing(lora):
+    """The attention danlu loads for packed CPU runs: loss and gradients of one padding-free row
+    equal those of the block-diagonal-mask rows it replaces (and a padded batch falls back to sdpa)."""
+    from danlu.models.varlen_sdpa import register
+
+    feats = _features(6)
+    model = _model(lora)
+    total = sum(sum(1 for x in f["labels"][1:] if x != -100) for f in feats)
+    model.zero_grad()
+    ref, _, _ = causal_lm_loss(model, PackingCollator(0, 64)([dict(f) for f in feats]), num_items_in_batch=total)
+    ref.backward()
+    ref_grad = _grads(model).clone()
+    model.zero_grad()
+    model.set_attn_implementation(register())
+    try:
+        loss, n, _ = causal_lm_loss(model, VarlenCollator()([dict(f) for f in feats]), num_items_in_batch=total)
+        loss.backward()
+        padded, _, _ = causal_lm_loss(model, PaddingCollator(0)([dict(f) for f in feats]), num_items_in_batch=total)
+    finally:
+        model.set_attn_implementation("sdpa")
+    assert int(n) == total
+    assert abs(loss.item() - ref.item()) < 1e-5
+    torch.testing.assert_close(_grads(model), ref_grad, rtol=1e-4, atol=1e-6)
+    assert abs(padded.item() - ref.item()) < 1e-5  # no cu_seq_lens: transformers' sdpa with the padding mask

@@ -36,6 +36,18 @@ def test_auto_attention_is_transformers_default_without_flash_attn():
     assert levers.resolve_attention("eager", "bf16") == "eager"
 
 
+def test_auto_attention_of_a_packed_cpu_run_is_danlu_varlen_sdpa(monkeypatch):
+    from transformers import AttentionInterface
+
+    assert levers.resolve_attention("auto", "bf16", packing=True) == "danlu_varlen_sdpa"
+    assert "danlu_varlen_sdpa" in AttentionInterface()  # registered, so from_pretrained accepts the name
+    assert levers.resolve_attention("auto", "fp32", packing=True) == "danlu_varlen_sdpa"
+    assert levers.resolve_attention("sdpa", "bf16", packing=True) == "sdpa"  # an explicit choice stays
+    monkeypatch.setattr(levers, "cuda_available", lambda: True)
+    monkeypatch.setattr(levers, "flash_attn_installed", lambda: False)
+    assert levers.resolve_attention("auto", "bf16", packing=True) == "auto"  # CUDA without flash-attn: sdpa
+
+
 def test_auto_attention_picks_flash_only_for_half_precision_on_cuda(monkeypatch):
     monkeypatch.setattr(levers, "cuda_available", lambda: True)
     monkeypatch.setattr(levers, "flash_attn_installed", lambda: True)
@@ -140,12 +152,12 @@ def test_auto_flash_falls_back_to_sdpa_for_a_model_without_it(monkeypatch):
             raise ValueError("BertModel does not support Flash Attention 2.0 yet.")
         return "model"
 
-    monkeypatch.setattr(levers, "resolve_attention", lambda requested, precision: "flash_attention_2")
+    monkeypatch.setattr(levers, "resolve_attention", lambda requested, precision, **kw: "flash_attention_2")
     monkeypatch.setattr(model_load, "load_model", fake_load)
     ctx = type("Ctx", (), {"config": _cfg(), "precision": "bf16"})()
     assert runner.load_base(ctx) == "model" and calls == ["flash_attention_2", "auto"]
     ctx.config = _cfg(model={"attn_implementation": "eager"})
-    monkeypatch.setattr(levers, "resolve_attention", lambda requested, precision: requested)
+    monkeypatch.setattr(levers, "resolve_attention", lambda requested, precision, **kw: requested)
     monkeypatch.setattr(model_load, "load_model", lambda *a, **k: (_ for _ in ()).throw(ValueError("flash broke")))
     with pytest.raises(ValueError):  # an explicit choice is never silently replaced
         runner.load_base(ctx)

@@ -30,7 +30,8 @@ class ModelConfig(StrictModel):
     )
     attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
         "auto", description="Attention kernel. auto: flash_attention_2 on CUDA when flash-attn is installed and "
-        "compute is bf16/fp16 (packing is then padding-free varlen), else sdpa."
+        "compute is bf16/fp16 (packing is then padding-free varlen); a packed run on a CPU: danlu's per-sample "
+        "causal SDPA on padding-free varlen rows; else sdpa."
     )
     adapter: str | None = Field(
         None, description="An earlier adapter to train on: a run directory (runs/my-sft) or a PEFT adapter folder "
@@ -84,7 +85,7 @@ class DataConfig(StrictModel):
     )
     packing: bool = Field(
         True, description="Pack samples with no padding and no attention across samples: varlen rows under "
-        "flash-attention, rows with a block-diagonal mask under sdpa/eager."
+        "flash-attention and on CPU (auto attention), rows with a block-diagonal mask under sdpa/eager."
     )
     max_samples: int | None = Field(None, ge=1, description="Use at most this many training rows (after reading).")
     max_image_pixels: int = Field(

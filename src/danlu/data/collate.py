@@ -115,16 +115,19 @@ class VarlenCollator:
 
 
 def is_flash_attention(model) -> bool:
-    """True when the model's attention is a flash-attention kernel (flash_attention_2/3 or a
-    hub flash kernel): the one case where transformers reads cu_seq_lens / max_length."""
+    """True when the model's attention reads varlen rows (cu_seq_lens / max_length): a
+    flash-attention kernel (flash_attention_2/3 or a hub flash kernel), or danlu's per-sample
+    causal SDPA for CPUs (models/varlen_sdpa.py)."""
+    from danlu.models.varlen_sdpa import NAME
+
     cfg = getattr(model, "config", None)
     impl = getattr(cfg, "_attn_implementation", None) or ""
-    return "flash" in impl
+    return "flash" in impl or impl == NAME
 
 
 def packing_collator(pad_token_id: int, max_length: int, model):
-    """The packing collator for this model: varlen rows for flash-attention, else rows with a
-    4D block-diagonal mask (sdpa, eager)."""
+    """The packing collator for this model: varlen rows for flash-attention and danlu_varlen_sdpa,
+    else rows with a 4D block-diagonal mask (sdpa, eager)."""
     if is_flash_attention(model):
         return VarlenCollator()
     return PackingCollator(pad_token_id, max_length)

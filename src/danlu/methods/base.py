@@ -118,6 +118,12 @@ class Method(StrictModel):
         """Parameter groups when the method needs its own (LoRA+); None = one group."""
         return None
 
+    def training_forward_context(self, model: nn.Module, autocast: bool):
+        """A context manager around each training forward (`autocast`: bf16/fp16 autocast is on)."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
     def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
         """A regulariser added once per optimizer step to the training loss (AdaLoRA's
         orthogonality penalty); None = nothing."""

@@ -200,7 +200,10 @@ class Lora(PeftMethod):
             self._eva_init(model, ctx)
         if self.init in MUTATING_INITS:
             self._save_initial(model)
-        return model
+        return _fast_dropout(model)
+
+    def continue_adapter(self, model, ctx: MethodContext, adapter_dir: Path):
+        return _fast_dropout(super().continue_adapter(model, ctx, adapter_dir))
 
     def _eva_init(self, model, ctx: MethodContext) -> None:
         """EVA (Paischer et al. 2024, PEFT): each A := the top-r right singular vectors of that
@@ -233,6 +236,19 @@ class Lora(PeftMethod):
             model.save_pretrained(str(out_dir), path_initial_model_for_weight_conversion=str(self._initial_dir / "initial"))
             shutil.rmtree(self._initial_dir, ignore_errors=True)
 
+    def training_forward_context(self, model, autocast: bool):
+        """Under autocast, PEFT's cast of each LoRA input to the adapter's fp32 (undone at once by
+        autocast for the bf16 matmul) is two activation-sized copies per adapted layer forward and two
+        more backward — 12% of a CPU step (torch.profiler, issue 24). Skipped then; the dropout runs
+        in the compute dtype. DoRA and a quantised base keep PEFT's casts."""
+        import contextlib
+
+        if not autocast or self.use_dora or self.quantize:
+            return contextlib.nullcontext()
+        from peft.helpers import disable_input_dtype_casting
+
+        return disable_input_dtype_casting(model)
+
     def optimizer_groups(self, model, learning_rate, weight_decay):
         if not self.lora_plus_ratio:
             return None
@@ -249,6 +265,16 @@ class Lora(PeftMethod):
         if not self.quantize:
             return model.merge_and_unload()
         return merge_into_dequantized(model)
+
+
+def _fast_dropout(model):
+    """PEFT's per-layer nn.Dropout draws one random number per element on CPU: see fast_dropout.py."""
+    from danlu.methods.fast_dropout import use_fast_dropout
+
+    n = use_fast_dropout(model)
+    if n:
+        log.debug("LoRA dropout: FastDropout in %d layers", n)
+    return model
 
 
 def _eva_forward(model, inputs: dict):

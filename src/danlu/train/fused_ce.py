@@ -26,10 +26,12 @@ class _ChunkedLinearCE(torch.autograd.Function):
         for s in range(0, hidden.shape[0], chunk):
             h, t = hidden[s:s + chunk], targets[s:s + chunk]
             logits = (h @ weight.t()).float()  # (K, V)
-            lse = torch.logsumexp(logits, dim=-1)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            picked = logits.gather(1, t[:, None]).squeeze(1)
+            top = logits.amax(dim=-1, keepdim=True)
+            sums = logits.sub_(top).exp_().sum(dim=-1)  # exp(logits - max) in place: one (K, V) buffer
+            total += (top.squeeze(1) + sums.log() - picked).sum()  # logsumexp - target logit
             if need_h or need_w:
-                probs = logits.sub_(lse[:, None]).exp_()  # softmax in place: one (K, V) buffer, not three
+                probs = logits.div_(sums[:, None])  # softmax, still the same buffer
                 probs[torch.arange(len(t), device=t.device), t] -= 1.0  # d loss / d logits
                 probs = probs.to(h.dtype)
                 if need_h:

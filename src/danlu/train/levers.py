@@ -1,9 +1,10 @@
 """The GPU levers of a training run, decided once, from the config and the machine:
 
   attention  model.attn_implementation: auto → flash_attention_2 on CUDA when the flash-attn
-             package is installed and compute is bf16/fp16; else transformers' default (sdpa)
-  packing    flash-attention: padding-free varlen rows (data/collate.py VarlenCollator);
-             sdpa/eager: rows with a 4D block-diagonal mask (PackingCollator)
+             package is installed and compute is bf16/fp16; a packed causal-LM run on a CPU:
+             danlu_varlen_sdpa (causal SDPA per sample, models/varlen_sdpa.py); else sdpa
+  packing    flash-attention, danlu_varlen_sdpa: padding-free varlen rows (data/collate.py
+             VarlenCollator); sdpa/eager: rows with a 4D block-diagonal mask (PackingCollator)
   liger      train.liger_kernel: Liger's Triton RMSNorm, RoPE and SwiGLU kernels, applied by
              transformers' own switch (TrainingArguments.use_liger_kernel). Liger's cross-entropy
              and fused linear cross-entropy stay off: danlu's chunked loss (fused_ce.py) already
@@ -35,9 +36,16 @@ LIGER_STAGES = runplan.CAUSAL_LM_STAGES  # stages whose trainer is danlu's Causa
 __all__ = ["cuda_available", "flash_attn_installed", "liger_installed", "uses_causal_lm_trainer"]
 
 
-def resolve_attention(requested: str, precision: str) -> str:
-    """The attn_implementation to load the model with (danlu.runplan decides; this machine's probes)."""
-    return runplan.resolve_attention(requested, precision, lambda: cuda_available() and flash_attn_installed())
+def resolve_attention(requested: str, precision: str, packing: bool = False) -> str:
+    """The attn_implementation to load the model with (danlu.runplan decides; this machine's probes).
+    `packing` (danlu's causal-LM trainer packs the batches): where auto finds no flash-attention and
+    no CUDA, danlu_varlen_sdpa — padding-free rows, causal SDPA per sample (models/varlen_sdpa.py)."""
+    attn = runplan.resolve_attention(requested, precision, lambda: cuda_available() and flash_attn_installed())
+    if attn == "auto" and requested == "auto" and packing and not cuda_available():
+        from danlu.models.varlen_sdpa import register
+
+        return register()
+    return attn
 
 
 def liger_enabled(cfg) -> bool:

@@ -80,6 +80,10 @@ class DanluTrainerMixin:
             from danlu.train.levers import forward_offload_context
 
             stack.enter_context(forward_offload_context(self.danlu.config))
+            # not under gradient checkpointing: its recompute runs outside this context, and a
+            # recomputed tensor of another dtype than the forward's is an error (non-reentrant checkpoint)
+            autocast = (self.args.bf16 or self.args.fp16) and not self.args.gradient_checkpointing
+            stack.enter_context(self.danlu.config.method.training_forward_context(self.model, autocast))
         return stack
 
     # ---- NaN / inf guard --------------------------------------------------------------------
@@ -277,6 +281,6 @@ def packing_kind(collator) -> str:
 
     from danlu.data.vlm import VlmCollator
 
-    kinds = {VarlenCollator: "varlen (flash-attention, no mask)", PackingCollator: "4D block-diagonal mask",
+    kinds = {VarlenCollator: "varlen (one padding-free row, no mask)", PackingCollator: "4D block-diagonal mask",
              PaddingCollator: "none (padding)", VlmCollator: "none (padding, images)"}
     return kinds.get(type(collator), type(collator).__name__)

@@ -44,11 +44,12 @@ def test_loss_equals_peft_own_loss_with_padding_and_masking(name):
 
 
 def test_trainer_pads_instead_of_packing_for_virtual_tokens(tmp_path):
-    from danlu.data.collate import PackingCollator
+    from danlu.data.collate import PackingCollator, VarlenCollator
     from danlu.train.runner import build
     from tests.unit.methods.harness import config
 
-    for name, collator in (("prompt", PaddingCollator), ("lora", PackingCollator)):
+    # lora packs: varlen rows with flash-attention or on a CPU (danlu_varlen_sdpa), else a 4D mask
+    for name, collator in (("prompt", PaddingCollator), ("lora", (PackingCollator, VarlenCollator))):
         cfg = config(tmp_path / name, {"name": name, "r": 4} if name == "lora" else {"name": name}, steps=1)
         assert cfg.data.packing
         ctx, train_ds, _ = build(cfg, run_dir=tmp_path / name, is_main=False)
