@@ -16,7 +16,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-EXTRAS = ("all", "quant", "data", "eval", "serve", "export", "plan", "ui", "test", "browser", "llamacpp", "gpu", "real")
+EXTRAS = ("all", "quant", "data", "eval", "serve", "export", "plan", "ui", "test", "browser", "llamacpp", "gpu", "real", "audio")
 
 
 def _wanted(req: Requirement, extras: set[str]) -> bool:

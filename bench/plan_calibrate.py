@@ -116,6 +116,8 @@ def child(cfg_json: str) -> None:
     except (OSError, AttributeError):
         libc = None
     proc, peak = psutil.Process(), {"live": 0, "rss": 0}
+    # the peak RSS of each moment of the run: which one the process peak comes from
+    phase, phases = {"now": "start"}, {}
 
     def live_bytes() -> int:
         if libc is None:
@@ -125,8 +127,10 @@ def child(cfg_json: str) -> None:
 
     def sample():
         while True:
-            peak["rss"] = max(peak["rss"], proc.memory_info().rss)
+            rss = proc.memory_info().rss
+            peak["rss"] = max(peak["rss"], rss)
             peak["live"] = max(peak["live"], live_bytes())
+            phases[phase["now"]] = max(phases.get(phase["now"], 0), rss)
             time.sleep(0.001)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -138,7 +142,11 @@ def child(cfg_json: str) -> None:
 
     def load_base(ctx):
         before["rss"] = proc.memory_info().rss
-        return original(ctx)
+        phase["now"] = "load"
+        try:
+            return original(ctx)
+        finally:
+            phase["now"] = "setup"
 
     runner.load_base = load_base  # bench-only wrap: the RSS before the model loads
     from transformers import TrainerCallback
@@ -149,12 +157,15 @@ def child(cfg_json: str) -> None:
         """RSS and live bytes when a step begins, from the second step on (states allocated)."""
 
         def on_step_begin(self, args, state, control, **kwargs):
+            phase["now"] = "first step" if state.global_step == 0 else "steps"
             if state.global_step >= 1:
                 starts["rss"] = max(starts["rss"], proc.memory_info().rss)
                 starts["live"] = max(starts["live"], live_bytes())
 
     cfg = load_config_dict(json.loads(cfg_json))
+    phase["now"] = "data"
     result = runner.run_training(cfg, overwrite=True, callbacks=[StepStart()])
+    phase["now"] = "end"
     rows = [json.loads(x) for x in (Path(cfg.output_dir) / "metrics.jsonl").read_text().splitlines() if x.strip()]
     speeds = [r["tokens_per_s"] for r in rows if r.get("tokens_per_s")][1:]  # the first step includes warm-up
     print("RESULT " + json.dumps({
@@ -164,6 +175,7 @@ def child(cfg_json: str) -> None:
         "live_step_start_bytes": starts["live"], "tokens_per_s": statistics.median(speeds) if speeds else None,
         "steps": result.info.get("global_step"), "precision": result.info.get("precision"),
         "release_memory": cfg.train.release_memory,
+        "peak_rss_by_phase": phases,
     }))
 
 
@@ -201,6 +213,7 @@ def predict(cfg: dict, precision: str | None = None) -> dict:
     from danlu.plan.activations import activation_bytes
     from danlu.plan.calibration import calibration
     from danlu.plan.estimate import estimate_memory, numerics
+    from danlu.plan.loading import checkpoint_bytes, tokenizer_bytes
     from danlu.plan.spec import spec_from_config
     from danlu.plan.throughput import training_flops
     from danlu.plan.tokens import count_tokens
@@ -209,13 +222,16 @@ def predict(cfg: dict, precision: str | None = None) -> dict:
     spec = spec_from_config(run_cfg, device="cpu", precision=precision)
     counted = count_tokens(run_cfg)
     spec.dataset_tokens, spec.extra["lengths"] = counted.tokens, counted.lengths  # the data's largest batch
+    spec.checkpoint_bytes = int(checkpoint_bytes(spec))  # the files of the source measured (recorded for replays)
     est = estimate_memory(spec)
     act = activation_bytes(spec.arch, spec.shape, numerics(spec), batch=spec.batch_size, seq=spec.max_length,
                            checkpointing=spec.gradient_checkpointing)
     return {"peak_bytes": est.peak_bytes, "phase": est.peak_phase, "precision": spec.precision,
             "terms": {t.key: int(sum(x.bytes for x in est.terms if x.key == t.key)) for t in est.terms},
             "process_bytes": int(calibration().cpu_runtime_bytes), "block_activation_bytes": int(sum(act.per_block)),
-            "dataset_tokens": spec.dataset_tokens,
+            "dataset_tokens": spec.dataset_tokens, "checkpoint_bytes": spec.checkpoint_bytes,
+            "tokenizer_bytes": int(tokenizer_bytes(spec.arch.vocab)),
+            "tokenizer_load_bytes": int(tokenizer_bytes(spec.arch.vocab, loading=True)),
             "flops_per_token": training_flops(spec).per_token}
 
 
@@ -234,7 +250,7 @@ def fit(rows: list[dict]) -> dict:
     parameters, optimizer states and dataset); allocator_retention: median, over rows whose
     block activations are at least 64 MiB (smaller ones drown in sampling noise), of the RSS a
     step adds beyond the live bytes it adds, per byte of those activations."""
-    base, retention = [], []
+    base, retention, load = [], [], []
     for r in rows:
         if r.get("validation"):
             continue
@@ -242,13 +258,18 @@ def fit(rows: list[dict]) -> dict:
         if not m.get("rss_step_start_bytes") or not m.get("live_step_start_bytes"):
             continue
         t = p["terms"]
-        dataset = t.get("runtime", 0) - p["process_bytes"]
-        base.append(m["rss_step_start_bytes"] - sum(t.get(k, 0) for k in ("weights", "trainable", "optimizer")) - dataset)
+        tokenizer = p.get("tokenizer_bytes", 0)
+        dataset = t.get("runtime", 0) - p["process_bytes"] - tokenizer
+        base.append(m["rss_step_start_bytes"] - sum(t.get(k, 0) for k in ("weights", "trainable", "optimizer"))
+                    - dataset - tokenizer)
+        if m.get("rss_before_model_bytes"):  # load_runtime_bytes: the process as the model starts loading
+            load.append(m["rss_before_model_bytes"] - p.get("tokenizer_load_bytes", 0) - dataset)
         made = p["block_activation_bytes"]
         if made >= 64 * 2**20:
             kept = (m["peak_rss_bytes"] - m["rss_step_start_bytes"]) - (m["live_bytes_peak"] - m["live_step_start_bytes"])
             retention.append(kept / made)
     return {"runtime_bytes": int(statistics.median(base)) if base else None,
+            "load_runtime_bytes": int(statistics.median(load)) if load else None,
             "allocator_retention": round(statistics.median(retention), 3) if retention else None,
             "rows_for_runtime": len(base), "rows_for_retention": len(retention),
             "retention_range": [round(min(retention), 3), round(max(retention), 3)] if retention else None}

@@ -12,6 +12,7 @@ class Conversation:
     messages: list[dict]
     tools: list[dict] | None = None
     where: str = ""
+    images: list = field(default_factory=list)  # chat.images.ImageRef, one per "<image>" in the messages
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Preference:
     rejected: list[dict]
     tools: list[dict] | None = None
     where: str = ""
+    images: list = field(default_factory=list)  # chat.images.ImageRef, one per "<image>" in the prompt
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Prompt:
     prompt: list[dict]
     extra: dict = field(default_factory=dict)
     where: str = ""
+    images: list = field(default_factory=list)  # chat.images.ImageRef, one per "<image>" in the prompt
 
 
 class RowError(ValueError):

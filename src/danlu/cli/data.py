@@ -11,7 +11,8 @@ import typer
 from danlu.cli.data_print import print_inspect, print_summary
 
 data_app = typer.Typer(help="Look at and fix training data: render, inspect, validate, clean, dedup, scrub, "
-                            "decontam, split, convert, mix.", no_args_is_help=True)
+                            "decontam, split, convert, mix; samples (image / speech made by code).",
+                       no_args_is_help=True)
 
 OUT_HELP = "Output file (default: next to the input, named INPUT.<command>.jsonl). .jsonl or .json."
 BAD_ROW_HELP = "A row that does not parse: 'error' stops with its file:line, 'skip' counts and skips it."
@@ -262,3 +263,34 @@ def mix(
     opts = MixOptions(weights=_list(weights, "--weights", float), counts=_list(counts, "--counts", int),
                       total=total, seed=seed, to=to)
     print_summary(mix_data(sources, output, opts, on_bad_row=on_bad_row), as_json)
+
+
+@data_app.command("samples")
+def samples(
+    kind: str = typer.Argument(..., help="image (colour → class, 32 px PNGs), speech (tone 'words', 8 kHz WAV) or "
+                                         "vlm (image questions: the colour of a drawn shape, 56 px PNGs)."),
+    output: str = typer.Argument(..., help="Folder to write them into (created)."),
+    n: int = typer.Option(0, "-n", help="Images per class / training clips / training rows (default: 20 / 160 / 64)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the drawing."),
+):
+    """Small image or speech samples made by code, for `stage: classify` on images, `stage: asr` and
+    vision-language SFT."""
+    from pathlib import Path
+
+    from danlu.data.samples import make_image_samples, make_speech_samples
+    from danlu.errors import UserError
+
+    out = Path(output)
+    if kind == "image":
+        make_image_samples(out, per_class=n or 20, seed=seed)
+        typer.echo(f"{out}/images/<class>/*.png (a folder per class) and {out}/labels.jsonl ({{image, label}} rows)")
+    elif kind == "speech":
+        make_speech_samples(out, n_train=n or 160, seed=seed)
+        typer.echo(f"{out}/clips/*.wav and {out}/train.jsonl, {out}/eval.jsonl ({{audio, text}} rows)")
+    elif kind == "vlm":
+        from danlu.synth.shapes import write_shapes
+
+        files = write_shapes(out, train=n or 64, test=24, seed=seed)
+        typer.echo(f"{files['train']}, {files['test']} (messages with an image_url part; images in {out}/images/)")
+    else:
+        raise UserError(f"unknown sample kind {kind!r}", where="danlu data samples", hint="use image, speech or vlm")

@@ -30,6 +30,10 @@ def serve(
     max_body_mb: float = typer.Option(1.0, "--max-body-mb", help="Largest request body (413 above)."),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch (default: all cores). On a shared "
                                 "machine, or for small models, 1-2 threads decode much faster."),
+    image_dir: list[str] = typer.Option(None, "--image-dir", help="A folder whose images requests may name by "
+                                        "path (repeatable; default: none, images come as base64 data URLs)."),
+    max_image_mb: float = typer.Option(8.0, "--max-image-mb", help="Largest image in a request (400 above)."),
+    max_images: int = typer.Option(8, "--max-images", help="Most images in one request."),
 ):
     from danlu.serve.app import ServeSettings
     from danlu.serve.server import serve as run
@@ -37,5 +41,6 @@ def serve(
     settings = ServeSettings(host=host, port=port, api_key=api_key or os.environ.get("DANLU_API_KEY") or None,
                              backend=backend, device=device, max_batch=max_batch, max_waiting=max_waiting,
                              max_tokens=max_tokens, max_n=max_n, max_body_bytes=int(max_body_mb * (1 << 20)),
-                             threads=threads)
+                             threads=threads, image_dirs=tuple(image_dir or ()),
+                             max_image_bytes=int(max_image_mb * (1 << 20)), max_images=max_images)
     run(target, adapter or [], settings)

@@ -60,10 +60,10 @@ def _default(field) -> str:
     return f"`{json.dumps(value, ensure_ascii=False)}`"
 
 
-def _rows(cls, prefix: str, lang: str, zh: dict, zh_prefix: str | None = None) -> list[str]:
+def _rows(cls, prefix: str, lang: str, zh: dict, zh_prefix: str | None = None, skip: tuple = ()) -> list[str]:
     rows = []
     for name, field in cls.model_fields.items():
-        if name == "name" and prefix == "method":
+        if (name == "name" and prefix == "method") or name in skip:
             continue
         key = f"{prefix}.{name}" if prefix else name
         desc = field.description or ""
@@ -96,8 +96,12 @@ def reference_markdown(lang: str = "en") -> str:
                       for n, _ in METHODS)
     method_desc = "Fine-tuning method" if lang == "en" else zh.get("method.name", "")
     out.append(f"| `method.name` | {names} | (required) | {method_desc} |")
+    from danlu.methods.base import Method
+
+    common = tuple(n for n in Method.model_fields if n != "name")  # every method's (vision-language freezing)
+    out += _rows(Method, "method", lang, zh)
     for name, mcls in METHODS:
-        rows = _rows(mcls, "method", lang, zh, zh_prefix=f"method.{name}")
+        rows = _rows(mcls, "method", lang, zh, zh_prefix=f"method.{name}", skip=common)
         if rows:
             label = f"options of `{name}`" if lang == "en" else f"`{name}` 的选项"
             out.append(f"| **{label}** | | | |")

@@ -87,6 +87,10 @@ class DataConfig(StrictModel):
         "flash-attention, rows with a block-diagonal mask under sdpa/eager."
     )
     max_samples: int | None = Field(None, ge=1, description="Use at most this many training rows (after reading).")
+    max_image_pixels: int = Field(
+        4096 * 4096, ge=1, description="Images (vision-language data) with more pixels (width × height) are bad rows: "
+        "skipped and reported with file:line, or exit 2 under on_bad_row: error. Missing and unreadable images too.",
+    )
     shuffle_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Seed for the eval_split; defaults to train.seed.")
 
     @field_validator("train", "eval")

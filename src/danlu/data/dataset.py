@@ -7,12 +7,14 @@ import logging
 import random
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from danlu.chat.messages import RowError, Text
 from danlu.data.encode import Encoded, SampleDropped, encode_conversation, encode_text, fit_length
 from danlu.data.formats import FORMATS, FormatOptions, detect_format
 from danlu.data.readers import read_rows
 from danlu.data.report import DataReport
+from danlu.data.vlm import VlmDataset, encode_vlm_sample
 from danlu.errors import DataError
 from danlu.interop.llamafactory import dataset_info as lf
 
@@ -42,6 +44,7 @@ def iter_samples(
                 if raw.error:
                     raise RowError(raw.error)
                 sample = convert(raw.data)
+                check_images(sample, source, raw.where, opts.max_image_pixels)
             except RowError as exc:
                 if on_bad_row == "error":
                     raise DataError(str(exc), where=raw.where,
@@ -82,6 +85,21 @@ def _open_source(source: str, fmt: str, kinds: tuple[str, ...], opts: FormatOpti
     return read_rows(source), convert
 
 
+def check_images(sample, source: str, where: str, max_pixels: int) -> None:
+    """Each image of a sample (vision-language rows) exists, opens and is within max_pixels, else
+    a RowError (ImageError) counted with the row's file:line; relative paths are resolved against
+    the data file's folder when the format gave no other (LLaMA-Factory entries: dataset_dir)."""
+    images = getattr(sample, "images", None)
+    if not images:
+        return
+    folder = "" if lf.is_lf(source) or "://" in source else str(Path(source).expanduser().parent)
+    for ref in images:
+        ref.where = where
+        if not ref.base_dir:
+            ref.base_dir = folder
+        ref.check(max_pixels)
+
+
 class _PlaceholderCheck:
     """Warns once per source when a text still holds {{key}} after data.placeholders: a model
     trained on it would say "{{name}}" literally (LLaMA-Factory's identity dataset has them)."""
@@ -114,6 +132,9 @@ def _texts(sample) -> Iterator[str]:
 
 def encode_sample(sample, tpl, data_cfg, max_length: int, report: DataReport) -> Encoded | None:
     try:
+        if getattr(sample, "images", None):
+            raise RowError("the row has images and the model is text-only; train a vision-language model "
+                           "(e.g. builtin:tiny-vl) or drop the images")
         if isinstance(sample, Text):
             enc = encode_text(sample, tpl.tokenizer, max_length=max_length)
         else:
@@ -168,7 +189,10 @@ def build_sft_datasets(ctx, kinds: tuple[str, ...] = ("conversation", "text")):
         items = []
         for sample in iter_samples(sources, fmt=data_cfg.format, kinds=kinds, opts=opts,
                                    on_bad_row=data_cfg.on_bad_row, report=report):
-            enc = encode_sample(sample, ctx.template, data_cfg, max_length, report)
+            if getattr(ctx, "processor", None) is not None:  # a vision-language model (data/vlm.py)
+                enc = encode_vlm_sample(sample, ctx, max_length, report)
+            else:
+                enc = encode_sample(sample, ctx.template, data_cfg, max_length, report)
             if enc is not None:
                 items.append(enc)
             if split == "train" and data_cfg.max_samples and len(items) >= data_cfg.max_samples:
@@ -181,13 +205,14 @@ def build_sft_datasets(ctx, kinds: tuple[str, ...] = ("conversation", "text")):
         if not items:
             raise DataError(f"no usable {split} samples in {sources}", where=f"data.{split}",
                             hint="see the dropped rows above (or data_report.json) for why each row was dropped")
-        return TokenizedDataset(items)
+        return dataset_cls(items)
 
+    dataset_cls = VlmDataset if getattr(ctx, "processor", None) is not None else TokenizedDataset
     train = build(data_cfg.train, "train")
     if data_cfg.eval:
         return train, build(data_cfg.eval, "eval")
     if data_cfg.eval_split > 0:
         seed = data_cfg.shuffle_seed if data_cfg.shuffle_seed is not None else cfg.train.seed
         kept, held = split_eval(train.items, data_cfg.eval_split, seed)
-        return TokenizedDataset(kept), TokenizedDataset(held)
+        return dataset_cls(kept), dataset_cls(held)
     return train, None

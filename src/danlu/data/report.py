@@ -30,6 +30,10 @@ def reason_category(reason: str) -> str:
         ("does not end with an assistant", "wrong role order"),
         ("no user turn", "wrong role order"),
         ("over-long", "over-long"),
+        ("file not found", "media file not found"),
+        ("unreadable image", "unreadable media file"),
+        ("unreadable audio", "unreadable media file"),
+        ("image too large", "image too large"),
         ("masked to nothing", "masked to nothing"),
     ):
         if key in r:

@@ -20,6 +20,7 @@ class EvalItem:
     reference_message: dict = field(default_factory=dict)
     tools: list[dict] | None = None
     where: str = ""
+    images: list = field(default_factory=list)  # chat.images.ImageRef, one per "<image>" in the prompt
 
     @property
     def question(self) -> str:
@@ -29,7 +30,22 @@ class EvalItem:
     def conversation(self):
         from danlu.chat.messages import Conversation
 
-        return Conversation(self.prompt + [self.reference_message], tools=self.tools, where=self.where)
+        return Conversation(self.prompt + [self.reference_message], tools=self.tools, where=self.where,
+                            images=list(self.images))
+
+    def vision_prompt(self) -> list[dict]:
+        """The prompt with each "<image>" as an image content part holding its picture (for a VLM)."""
+        from danlu.chat.images import content_parts
+
+        images, out = iter(self.images), []
+        for m in self.prompt:
+            content = m.get("content")
+            if isinstance(content, str) and "<image>" in content:
+                parts = [{**p, "image": next(images).open()} if p["type"] == "image" else p
+                         for p in content_parts(content)]
+                m = {**m, "content": parts}
+            out.append(m)
+        return out
 
 
 def reference_text(message: dict) -> str:
@@ -52,7 +68,8 @@ def read_items(sources, *, fmt: str = "auto", system: str | None = None, limit: 
                                on_bad_row=on_bad_row, report=report):
         last = max(i for i, m in enumerate(sample.messages) if m["role"] == "assistant")
         msg = sample.messages[last]
-        items.append(EvalItem(sample.messages[:last], reference_text(msg), msg, sample.tools, sample.where))
+        items.append(EvalItem(sample.messages[:last], reference_text(msg), msg, sample.tools, sample.where,
+                              list(getattr(sample, "images", None) or [])))
         if limit and len(items) >= limit:
             break
     report.kept = len(items)
@@ -71,6 +88,7 @@ def generate_answers(loaded, items: list[EvalItem], *, max_new_tokens: int, batc
     from danlu.infer.generate import generate
     from danlu.progress import bar
 
+    check_images(loaded, items)
     order = sorted(range(len(items)), key=lambda i: len(json.dumps(items[i].prompt, ensure_ascii=False)))
     out: list[dict | None] = [None] * len(items)
     by_tools: dict[str, list[int]] = {}
@@ -81,13 +99,26 @@ def generate_answers(loaded, items: list[EvalItem], *, max_new_tokens: int, batc
             tools = items[group[0]].tools
             for start in range(0, len(group), batch_size):
                 idx = group[start:start + batch_size]
-                answers = generate(loaded, [items[i].prompt for i in idx], max_new_tokens=max_new_tokens,
+                prompts = [items[i].vision_prompt() if loaded.vision else items[i].prompt for i in idx]
+                answers = generate(loaded, prompts, max_new_tokens=max_new_tokens,
                                    temperature=temperature, top_p=top_p, batch_size=batch_size, tools=tools,
                                    seed=seed if start == 0 else None)  # seeded once per group, as one call
                 for i, a in zip(idx, answers):
                     out[i] = a
                 progress.update(len(idx))
     return out  # type: ignore[return-value]
+
+
+def check_images(loaded, items: list[EvalItem]) -> None:
+    """Questions with images need a vision-language model."""
+    from danlu.errors import UserError
+
+    with_images = [it for it in items if it.images]
+    if with_images and not getattr(loaded, "vision", False):
+        raise UserError(f"{len(with_images)} eval question(s) carry images (first: {with_images[0].where}) but "
+                        f"{loaded.source or 'the model'} is a text-only model", where="--data",
+                        hint="evaluate a vision-language run or model (e.g. one trained on builtin:tiny-vl), "
+                             "or give questions without images")
 
 
 def split_encoded(input_ids: list[int], labels: list[int], ignore: int = -100):

@@ -45,6 +45,8 @@ def held_out_loss(loaded, conversations, *, max_length: int = 2048, batch_size: 
     from danlu.data.encode import encode_conversation
 
     tpl = resolve_template(loaded.tokenizer, "auto")
+    if getattr(loaded, "processor", None) is not None:
+        return _vision_held_out(loaded, conversations, tpl, max_length)
     encoded = [encode_conversation(c, tpl) for c in conversations]
     rows = [(e.input_ids[:max_length], e.labels[:max_length]) for e in encoded]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))  # similar lengths share a batch
@@ -55,6 +57,35 @@ def held_out_loss(loaded, conversations, *, max_length: int = 2048, batch_size: 
         s, n = _forward_nll(loaded.model, [rows[j] for j in chunk], pad)
         for j, a, b in zip(chunk, s, n):
             sums[j], counts[j] = a, int(b)
+    total = sum(counts)
+    loss = sum(sums) / total if total else float("nan")
+    per = [a / b if b else float("nan") for a, b in zip(sums, counts)]
+    return HeldOut(loss, math.exp(loss) if total else float("nan"), total, per)
+
+
+def _vision_held_out(loaded, conversations, tpl, max_length: int) -> HeldOut:
+    """held_out_loss for a vision-language model: each conversation encoded as training encodes it
+    (data.vlm: the processor's input ids, labels on the answers only, image tensors), one at a time."""
+    import torch
+
+    from danlu.data.vlm import encode_vlm
+
+    sums, counts = [], []
+    device = loaded.model.device
+    for conv in conversations:
+        enc = encode_vlm(conv, tpl, loaded.processor)
+        ids = torch.tensor([enc.input_ids[:max_length]], device=device)
+        labels = torch.tensor([enc.labels[:max_length]], device=device)
+        extra = {k: (v.to(device, loaded.model.dtype) if v.is_floating_point() else v.to(device))
+                 for k, v in enc.extra.items() if torch.is_tensor(v)}
+        extra = {k: (v[None] if k in ("mm_token_type_ids", "token_type_ids") else v) for k, v in extra.items()}
+        with torch.no_grad():
+            logits = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[:, :-1].float()
+        target = labels[:, 1:]
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target.clamp(min=0), reduction="none")
+        keep = target != -100
+        sums.append(float((nll * keep).sum()))
+        counts.append(int(keep.sum()))
     total = sum(counts)
     loss = sum(sums) / total if total else float("nan")
     per = [a / b if b else float("nan") for a, b in zip(sums, counts)]

@@ -399,3 +399,22 @@ def tool_call_valid_json(preds, refs, inputs) -> Score:
         applies=has_tool_calls)
 def tool_call_exact(preds, refs, inputs) -> Score:
     return _tool_scores(preds, inputs, "exact")
+
+
+# ---- speech recognition: word / character error rate (eval/wer.py; chosen by name) ----------------
+@metric("wer", label="Word error rate", label_zh="词错误率（WER）", higher_is_better=False,
+        applies=lambda refs, inputs: False)
+def word_error_rate(preds, refs, inputs) -> Score:
+    from danlu.eval.wer import error_rate, words
+
+    value, per = error_rate(preds, refs, words)
+    return Score(value, per)
+
+
+@metric("cer", label="Character error rate", label_zh="字错误率（CER）", higher_is_better=False,
+        applies=lambda refs, inputs: False)
+def char_error_rate(preds, refs, inputs) -> Score:
+    from danlu.eval.wer import chars, error_rate
+
+    value, per = error_rate(preds, refs, chars)
+    return Score(value, per)

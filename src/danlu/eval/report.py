@@ -1,8 +1,9 @@
 """report.html: one self-contained page a manager can open offline — the metric table (model vs
 base, with deltas), the judge's verdict, benchmark accuracy by subject, the training run's loss
 curves (train and eval: over-fitting shows as eval loss rising while train loss falls), answer
-length histograms, and the 10 biggest wins and losses side by side. Plots are PNGs embedded as
-base64; no script, font or stylesheet is fetched. Labels are in English and Chinese."""
+length histograms, and the 10 biggest wins and losses side by side (a question's images as
+thumbnails beside it). Plots and thumbnails are PNGs embedded as base64; no script, font or
+stylesheet is fetched. Labels are in English and Chinese."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).parent / "templates" / "report.html.jinja"
 TOP_N = 10
+THUMB = 96  # px, the longer side of an image thumbnail
 
 
 def _fmt(value, name: str = "") -> str:
@@ -141,9 +143,25 @@ def wins_and_losses(samples: list[dict], rank_by: str | None, higher_is_better: 
     return wins, losses
 
 
+def thumbnail(ref) -> str:
+    """A question's image (chat.images.ImageRef) as a small base64 PNG; "" when it cannot be read."""
+    from danlu.chat.images import ImageError
+
+    try:
+        img = ref.open()
+    except ImageError as exc:
+        log.warning("no thumbnail for %s: %s", ref.label, exc)
+        return ""
+    img.thumbnail((THUMB, THUMB))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def _pair_row(gain, a, b, s) -> dict:
     change = a - b
     return {"where": s["where"], "prompt": s["prompt"], "reference": s["reference"], "model": s["prediction"],
+            "index": s["index"],
             "base": s.get("base_prediction", ""), "model_score": _fmt(a), "base_score": _fmt(b),
             "diff": ("+" if change > 0 else "") + _fmt(change), "judge": (s.get("judge") or {}).get("winner")}
 
@@ -156,7 +174,7 @@ def lowest(samples: list[dict], rank_by: str | None, higher_is_better: bool = Tr
     scored = sorted((s for s in samples if s["scores"].get(rank_by) is not None),
                     key=lambda s: (sign * s["scores"][rank_by], s["index"]))
     return [{"where": s["where"], "prompt": s["prompt"], "reference": s["reference"], "model": s["prediction"],
-             "model_score": _fmt(s["scores"][rank_by])} for s in scored[:TOP_N]]
+             "model_score": _fmt(s["scores"][rank_by]), "index": s["index"]} for s in scored[:TOP_N]]
 
 
 def bench_rows(summary: dict) -> list[dict]:
@@ -174,7 +192,17 @@ def bench_rows(summary: dict) -> list[dict]:
     return rows
 
 
-def render(summary: dict, samples: list[dict]) -> str:
+def image_rows(samples: list[dict], thumbs: dict[int, list[str]]) -> list[dict]:
+    """Every question with images (up to 50), its thumbnails and both answers."""
+    rows = []
+    for s in samples:
+        if thumbs.get(s["index"]):
+            rows.append({"index": s["index"], "where": s["where"], "prompt": s["prompt"], "reference": s["reference"],
+                         "model": s["prediction"], "base": s.get("base_prediction")})
+    return rows[:50]
+
+
+def render(summary: dict, samples: list[dict], thumbs: dict[int, list[str]] | None = None) -> str:
     import jinja2
     import matplotlib
 
@@ -193,11 +221,11 @@ def render(summary: dict, samples: list[dict]) -> str:
         wins=wins, losses=losses, lowest=lowest(samples, rank_by, higher),
         has_base=summary.get("base") is not None, rank_by=summary.get("rank_by"),
         rank_label=(summary["labels"].get(summary.get("rank_by") or "", {}) or {}).get("label", summary.get("rank_by")),
-        json=json,
+        json=json, thumbs=thumbs or {}, image_rows=image_rows(samples, thumbs or {}),
     )
 
 
-def write_report(path: Path, summary: dict, samples: list[dict]) -> Path:
-    path.write_text(render(summary, samples), encoding="utf-8")
+def write_report(path: Path, summary: dict, samples: list[dict], thumbs: dict[int, list[str]] | None = None) -> Path:
+    path.write_text(render(summary, samples, thumbs), encoding="utf-8")
     log.debug("report written: %s", path)
     return path

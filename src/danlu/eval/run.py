@@ -185,7 +185,7 @@ def run_eval(target: str, opts: EvalOptions) -> EvalResult:
     judge = _judge(opts, items, model, base)
     samples = build_samples(items, model, base, judge[1] if judge else None)
     summary = build_summary(target, compare, opts, items, names, model, base, judge[0] if judge else None)
-    write_outputs(out, summary, samples, model, base)
+    write_outputs(out, summary, samples, model, base, thumbnails(items))
     return EvalResult(out, summary, samples)
 
 
@@ -221,6 +221,8 @@ def build_samples(items, model: ModelEval, base: ModelEval | None, judge_records
         row = {"index": i, "where": it.where, "prompt": it.question, "messages": it.prompt,
                "reference": it.reference, "prediction": a["text"], "finish_reason": a["finish_reason"],
                "completion_tokens": a["completion_tokens"], "scores": _per_sample(model, i)}
+        if it.images:
+            row["images"] = [ref.label for ref in it.images]
         if base is not None:
             b = base.answers[i]
             row.update(base_prediction=b["text"], base_finish_reason=b["finish_reason"],
@@ -259,7 +261,15 @@ def build_summary(target, compare, opts: EvalOptions, items, names, model: Model
     }
 
 
-def write_outputs(out: Path, summary: dict, samples: list[dict], model: ModelEval, base) -> None:
+def thumbnails(items) -> dict[int, list[str]]:
+    """Small PNGs (base64) of each question's images, by sample index, for report.html."""
+    from danlu.eval.report import thumbnail
+
+    return {i: [thumbnail(ref) for ref in it.images] for i, it in enumerate(items) if it.images}
+
+
+def write_outputs(out: Path, summary: dict, samples: list[dict], model: ModelEval, base,
+                  thumbs: dict[int, list[str]] | None = None) -> None:
     from danlu.eval.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
@@ -273,7 +283,7 @@ def write_outputs(out: Path, summary: dict, samples: list[dict], model: ModelEva
                 for name, records in (m.bench_records.items() if m else []):
                     for r in records:
                         fh.write(json.dumps({"model": who, "bench": name, **r}, ensure_ascii=False) + "\n")
-    write_report(out / "report.html", finite(summary), samples)
+    write_report(out / "report.html", finite(summary), samples, thumbs)
 
 
 def finite(value):

@@ -45,6 +45,7 @@ class Source:
     tokenizer: object
     model: object  # the adapter model (PeftModel) or a full model
     trained: TrainedChat
+    processor: object = None  # a vision-language model's processor (written beside the weights)
 
     @property
     def is_adapter(self) -> bool:
@@ -65,26 +66,52 @@ def open_source(target: str) -> Source:
         raise UserError(f"{artefact} is a {info['task']} model; export writes causal language models only")
     loaded = load_for_inference(str(artefact), dtype=torch.float32, device="cpu")
     trained = trained_chat(artefact, loaded.tokenizer, info)
-    return Source(artefact, info, loaded.tokenizer, loaded.model, trained)
+    return Source(artefact, info, loaded.tokenizer, loaded.model, trained, loaded.processor)
 
 
-def probe_ids(tokenizer, trained: TrainedChat) -> list[list[int]]:
-    """Token ids of the probe prompts: chat prompts through the run's template, plus plain text."""
+def probe_ids(tokenizer, trained: TrainedChat, processor=None) -> list:
+    """The probe prompts: token ids of chat prompts through the run's template, plus plain text;
+    for a vision-language model also two image questions (the processor's inputs, a dict)."""
     texts = []
     if trained.template is not None:
         texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in PROBES]
     texts.append(PLAIN_PROBE)
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    prompts: list = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    if processor is not None:
+        prompts += image_probes(processor)
+    return prompts
 
 
-def logits_of(model, prompts: list[list[int]]):
-    """fp32 logits (T, V) of each prompt, one prompt at a time (no padding effects)."""
+def image_probes(processor) -> list[dict]:
+    """Two image questions (drawn here: a red square on white, a blue disc on black)."""
+    from PIL import Image, ImageDraw
+
+    from danlu.infer.vision import encode
+
+    out = []
+    for fill, back, shape in (((220, 30, 30), (255, 255, 255), "rectangle"), ((30, 60, 220), (0, 0, 0), "ellipse")):
+        img = Image.new("RGB", (64, 64), back)
+        getattr(ImageDraw.Draw(img), shape)((12, 12, 52, 52), fill=fill)
+        question = [{"role": "user", "content": [{"type": "image", "image": img},
+                                                 {"type": "text", "text": "What is in the picture?"}]}]
+        out.append(dict(encode(processor, question)))
+    return out
+
+
+def logits_of(model, prompts: list):
+    """fp32 logits (T, V) of each prompt (token ids, or a processor's inputs), one at a time (no
+    padding effects)."""
     import torch
 
     out = []
     with torch.no_grad():
-        for ids in prompts:
-            x = torch.tensor([ids], device=model.device)
+        for prompt in prompts:
+            if isinstance(prompt, dict):
+                inputs = {k: v.to(model.device, model.dtype) if v.is_floating_point() else v.to(model.device)
+                          for k, v in prompt.items()}
+                out.append(model(**inputs).logits[0].float().cpu())
+                continue
+            x = torch.tensor([prompt], device=model.device)
             out.append(model(input_ids=x).logits[0].float().cpu())
     return out
 
@@ -170,6 +197,10 @@ def write_hf_dir(model, source: Source, out: Path, dtype) -> None:
     model.config.dtype = dtype
     model.save_pretrained(str(out), safe_serialization=True)
     source.tokenizer.save_pretrained(str(out))
+    if source.processor is not None:  # image processor + processor config (+ the same tokenizer and template)
+        from danlu.models.processor import save_processor
+
+        save_processor(source.processor, out)
     gen_path = source.artefact / "generation_config.json"
     gen = GenerationConfig.from_pretrained(str(source.artefact)) if gen_path.is_file() else GenerationConfig()
     gen.eos_token_id = source.trained.stop_token_ids
@@ -184,9 +215,12 @@ def write_hf_dir(model, source: Source, out: Path, dtype) -> None:
 def reload_error(out: Path, reference, prompts) -> dict:
     """Load the written directory with plain transformers (no danlu, no PEFT) and compare."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32, use_safetensors=True)
+    from danlu.infer.vision import is_vision_folder
+
+    cls = AutoModelForImageTextToText if is_vision_folder(out) else AutoModelForCausalLM
+    model = cls.from_pretrained(str(out), dtype=torch.float32, use_safetensors=True)
     try:
         return logit_error(reference, logits_of(model.eval(), prompts))
     finally:

@@ -58,8 +58,9 @@ def export_run(target: str, out: str | Path, opts: ExportOptions) -> dict:
         from danlu.export.quantize import require_bitsandbytes
 
         require_bitsandbytes()
+    _refuse_vision(target, opts)
     source = merge.open_source(target)  # also checks template / EOS of the artefact itself
-    prompts = merge.probe_ids(source.tokenizer, source.trained)
+    prompts = merge.probe_ids(source.tokenizer, source.trained, source.processor)
     step = _export_steps(opts)
     step.next("merge and compare logits")
     model, adapter_logits, merge_error = merge.merged_model(source, prompts)
@@ -85,6 +86,24 @@ def export_run(target: str, out: str | Path, opts: ExportOptions) -> dict:
         raise
     report["output"] = str(out)
     return report
+
+
+def _refuse_vision(target: str, opts: ExportOptions) -> None:
+    """A vision-language run exports with --merge only (said before anything loads)."""
+    from danlu.infer.load import find_artefact
+    from danlu.infer.vision import is_vision_folder, is_vision_model
+
+    if not (opts.gguf or opts.quantize):
+        return
+    artefact = find_artefact(target)
+    if artefact is None:
+        return
+    info = json.loads((artefact / "danlu.json").read_text(encoding="utf-8"))
+    if is_vision_folder(artefact) or is_vision_model(info.get("base_model", "")):
+        raise UserError(f"{target} is a vision-language model: export writes it with --merge only",
+                        where="--gguf" if opts.gguf else "--quantize",
+                        hint="drop --gguf / --quantize (a GGUF would need llama.cpp's separate vision projector "
+                             "file, which danlu does not write yet)")
 
 
 def _export_steps(opts: ExportOptions):

@@ -26,8 +26,15 @@ def generate(
     batch_size: int = 16,
     tools=None,
 ) -> list[dict]:
-    """One completion per conversation: {"text", "prompt_tokens", "completion_tokens", "finish_reason"}."""
+    """One completion per conversation: {"text", "prompt_tokens", "completion_tokens", "finish_reason"}.
+    A vision-language model (loaded.processor) takes image parts in the user turns."""
     import torch
+
+    if getattr(loaded, "processor", None) is not None:
+        from danlu.infer import vision
+
+        return vision.generate(loaded, conversations, max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_p=top_p, seed=seed)
 
     tok, model = loaded.tokenizer, loaded.model
     prompts = render_prompts(tok, conversations, tools)
@@ -80,6 +87,10 @@ def stream(loaded, conversation: list[dict], *, max_new_tokens: int = 256, tempe
     from transformers import TextIteratorStreamer
 
     tok, model = loaded.tokenizer, loaded.model
+    if getattr(loaded, "processor", None) is not None:
+        yield from _stream_vision(loaded, conversation, max_new_tokens=max_new_tokens, temperature=temperature,
+                                  top_p=top_p, seed=seed)
+        return
     prompt = render_prompts(tok, [conversation], tools)[0]
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
@@ -89,6 +100,22 @@ def stream(loaded, conversation: list[dict], *, max_new_tokens: int = 256, tempe
                   temperature=temperature if temperature > 0 else None, top_p=top_p if temperature > 0 else None,
                   top_k=None, eos_token_id=loaded.stop_token_ids, pad_token_id=tok.pad_token_id, streamer=streamer)
     thread = threading.Thread(target=lambda: model.generate(**kwargs), daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+
+
+def _stream_vision(loaded, conversation: list[dict], **kwargs) -> Iterator[str]:
+    import threading
+
+    from transformers import TextIteratorStreamer
+
+    from danlu.infer.vision import generate_ids
+
+    streamer = TextIteratorStreamer(loaded.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    thread = threading.Thread(target=lambda: generate_ids(loaded.model, loaded.processor, conversation,
+                                                          stop_token_ids=loaded.stop_token_ids, streamer=streamer,
+                                                          **kwargs), daemon=True)
     thread.start()
     yield from streamer
     thread.join()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from danlu.errors import UnsafeFileError, UserError
+from danlu.infer.vision import is_vision_folder, is_vision_model, load_processor
 
 
 @dataclass
@@ -18,6 +19,11 @@ class Loaded:
     info: dict = field(default_factory=dict)  # danlu.json of the artefact ({} for a plain model)
     source: str = ""
     base_model: str = ""
+    processor: object = None  # a vision-language model's AutoProcessor (None: text only)
+
+    @property
+    def vision(self) -> bool:
+        return self.processor is not None
 
 
 def find_artefact(target: str) -> Path | None:
@@ -50,7 +56,7 @@ def refuse_pickles(folder: Path) -> None:
 def head_kwargs(info: dict, tok) -> dict:
     """The size (and label names) of a classification or reward head, for loading its base model
     under an adapter: the adapter holds the trained head, the base config does not know its size."""
-    if info.get("task", "causal_lm") == "causal_lm":
+    if info.get("task", "causal_lm") in ("causal_lm", "image_text"):
         return {}
     kwargs = {"pad_token_id": tok.pad_token_id}
     labels = info.get("labels")
@@ -60,6 +66,25 @@ def head_kwargs(info: dict, tok) -> dict:
     elif info.get("num_labels"):
         kwargs["num_labels"] = int(info["num_labels"])
     return kwargs
+
+
+MEDIA_TASKS = {"image_cls": ("an image classifier", "transformers.pipeline('image-classification', model=...)"),
+               "asr": ("a speech recogniser", "WhisperForConditionalGeneration.from_pretrained(...).generate(input_"
+                       "features) with its WhisperProcessor")}
+
+
+def refuse_non_text(artefact: Path, info: dict) -> None:
+    """Chat, serve, eval and export run language models; an image classifier or a speech
+    recogniser (stage classify on images, stage asr) is said to be one, with what to use."""
+    what = MEDIA_TASKS.get(info.get("task", ""))
+    if what is None:
+        return
+    from danlu.errors import UserError
+
+    raise UserError(f"{artefact} is {what[0]} (stage {info.get('stage')}); danlu chat, serve, eval and export "
+                    "run language models", where=str(artefact),
+                    hint=f"its held-out figures are in the run's run_info.json; to use it, load the folder with "
+                         f"{what[1]} (an adapter: PeftModel on its base)")
 
 
 def load_for_inference(target: str, *, dtype=None, device: str | None = None, merge: bool = False,
@@ -78,14 +103,18 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
     if artefact is None:  # a plain model: its own template (or danlu's default)
         from danlu.chat.templates import resolve_template
 
+        vision = task is None and is_vision_model(target)
         with stages(f"loading {target}", ["tokenizer", "model"]) as step:
             step.next("tokenizer")
             tok = load_tokenizer(target)
             tpl = resolve_template(tok, "auto")
             step.next("model")
-            model = load_model(target, task=task or "causal_lm", dtype=dtype).to(device).eval()
-        return Loaded(model, tok, tpl.stop_token_ids(), {}, target, target)
+            model = load_model(target, task="image_text" if vision else task or "causal_lm", dtype=dtype)
+            model = model.to(device).eval()
+        processor = load_processor(target) if vision else None
+        return Loaded(model, tok, tpl.stop_token_ids(), {}, target, target, processor)
     info = json.loads((artefact / "danlu.json").read_text(encoding="utf-8"))
+    refuse_non_text(artefact, info)
     refuse_pickles(artefact)
     names = ["tokenizer", "model"] if info.get("artefact") == "model" else \
         ["tokenizer", "base model", *(["stacked adapters"] if info.get("stacked") else []), "adapter",
@@ -97,7 +126,21 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
     if not getattr(model, "is_quantized", False):
         model = model.to(device)  # bitsandbytes places quantised weights itself
     model = model.eval()
-    return Loaded(model, tok, stop, info, str(artefact), info.get("base_model", ""))
+    processor = None
+    if _vision_artefact(artefact, info):
+        processor = load_processor(str(artefact), fallback=info.get("base_model"))
+    return Loaded(model, tok, stop, info, str(artefact), info.get("base_model", ""), processor)
+
+
+def _vision_artefact(artefact: Path, info: dict) -> bool:
+    if info.get("task", "causal_lm") not in ("causal_lm", "image_text"):
+        return False
+    return is_vision_folder(artefact) or is_vision_model(info.get("base_model", ""))
+
+
+def _model_task(artefact: Path, info: dict) -> str:
+    """The head to load: a VLM loads as image_text whatever task its danlu.json names."""
+    return "image_text" if _vision_artefact(artefact, info) else info.get("task", "causal_lm")
 
 
 def _load_artefact(artefact: Path, info: dict, *, dtype, merge: bool, step):
@@ -105,7 +148,7 @@ def _load_artefact(artefact: Path, info: dict, *, dtype, merge: bool, step):
 
     tok = load_tokenizer(str(artefact))
     trust = bool(info.get("trust_remote_code"))
-    task = info.get("task", "causal_lm")
+    task = _model_task(artefact, info)
     if info.get("artefact") == "model":
         step.next("model")
         return load_model(str(artefact), task=task, dtype=dtype, trust_remote_code=trust), tok

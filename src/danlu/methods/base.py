@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from danlu.schema_base import StrictModel
 
@@ -49,6 +49,12 @@ FOREIGN_OPTION_REASONS = {
 
 class Method(StrictModel):
     name: str
+    freeze_vision_tower: bool = Field(
+        True, description="Vision-language models: keep the vision tower (image encoder) frozen; LoRA then adapts "
+        "the language model only. No effect on text models.")
+    freeze_projector: bool = Field(
+        True, description="Vision-language models: keep the projector (vision features → language embeddings) "
+        "frozen (LLaMA-Factory's default); false trains it (full) or adapts it (LoRA).")
 
     @model_validator(mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from pydantic import Field, PrivateAttr, model_validator
 
 from danlu.errors import ConfigError
 from danlu.methods.base import MethodContext, invalid
-from danlu.methods.peft_base import PEFT_TASK, PeftMethod
+from danlu.methods.peft_base import HEAD_MODULES, PEFT_TASK, PeftMethod
 from danlu.methods.registry import register_method
 from danlu.methods.shape import Adapter, MethodShape, ModelShape, saved_modules, targets
 
@@ -161,16 +161,25 @@ class Lora(PeftMethod):
             r=self.rank,
             lora_alpha=self.lora_alpha,
             lora_dropout=self.dropout,
-            target_modules=self.target_modules,
-            modules_to_save=self.modules_to_save,
+            target_modules=self._targets(model),
+            modules_to_save=self.modules_to_save or HEAD_MODULES.get(ctx.task),
             use_dora=self.use_dora,
             use_rslora=self.use_rslora,
             init_lora_weights=init,
             task_type=PEFT_TASK[ctx.task],
             # a classification head is trained whole (modules_to_save), never LoRA-wrapped; PEFT
             # leaves it out of all-linear for SEQ_CLS only, and then fails on TOKEN_CLS heads
-            exclude_modules=CLASSIFIER_HEADS if ctx.task != "causal_lm" else None,
+            exclude_modules=CLASSIFIER_HEADS if ctx.task in ("seq_cls", "token_cls", "image_cls") else None,
         )
+
+    def _targets(self, model):
+        """all-linear on a vision-language model: the language model's linear layers (plus the vision
+        tower's / projector's when method.freeze_* is false), not PEFT's every linear layer."""
+        from danlu.models.processor import is_vision_config, language_linear_targets
+
+        if self.target_modules != "all-linear" or not is_vision_config(getattr(model, "config", None)):
+            return self.target_modules
+        return language_linear_targets(model, tower=not self.freeze_vision_tower, projector=not self.freeze_projector)
 
     def prepare_base(self, model):
         from peft import prepare_model_for_kbit_training

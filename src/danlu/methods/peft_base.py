@@ -13,7 +13,10 @@ from pydantic import Field
 from danlu.errors import ConfigError
 from danlu.methods.base import Method, MethodContext
 
-PEFT_TASK = {"causal_lm": "CAUSAL_LM", "seq_cls": "SEQ_CLS", "token_cls": "TOKEN_CLS"}
+# image classification and speech recognition have no PEFT task type: the plain PeftModel passes
+# pixel_values / input_features through (the image head is trained whole: HEAD_MODULES)
+PEFT_TASK = {"causal_lm": "CAUSAL_LM", "seq_cls": "SEQ_CLS", "token_cls": "TOKEN_CLS", "image_cls": None, "asr": None}
+HEAD_MODULES = {"image_cls": ["classifier"]}
 
 
 def linear_module_names(model) -> list[str]:

@@ -27,11 +27,14 @@ def _meta_model(name_or_path: str, revision: str | None, trust_remote_code: bool
 
 def layer_prefixes(model) -> list[str]:
     """'model.layers.0.', 'model.layers.1.' ...: the repeated blocks, in order (the longest
-    ModuleList of the model: decoder layers, encoder layers, GPT-2's h)."""
+    ModuleList of the model: decoder layers, encoder layers, GPT-2's h; on a vision-language model,
+    the language model's, never the vision tower's)."""
     import torch.nn as nn
+
+    from danlu.models.processor import vision_part
 
     best_name, best = "", None
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and (best is None or len(module) > len(best)):
+        if isinstance(module, nn.ModuleList) and vision_part(name) is None and (best is None or len(module) > len(best)):
             best_name, best = name, module
     return [f"{best_name}.{i}." for i in range(len(best))] if best is not None else []

@@ -43,13 +43,18 @@ def trainable_on(model_name: str, method) -> dict:
 
     from danlu.methods.base import MethodContext, count_parameters
     from danlu.models.load import load_model
+    from danlu.models.processor import freeze_vision, is_vision_config
 
     try:
         model = load_model(model_name, dtype=torch.float32, **method.load_kwargs())
         torch.manual_seed(0)
         model = method.apply(model, MethodContext(model_type=getattr(model.config, "model_type", ""),
                                                   total_steps=1000))
+        if is_vision_config(getattr(model, "config", None)):  # as danlu train: method.freeze_* on the image side
+            freeze_vision(model, tower=method.freeze_vision_tower, projector=method.freeze_projector)
     except UserError as exc:
         return {"error": str(exc).splitlines()[0]}
+    except ValueError as exc:  # PEFT: no default target modules for this architecture (IA3 on a VLM ...)
+        return {"error": f"not on this model: {str(exc).splitlines()[0]}"}
     trainable, total = count_parameters(model)
     return {"trainable_params": trainable, "total_params": total, "trainable_percent": 100.0 * trainable / max(total, 1)}

@@ -9,6 +9,11 @@ seeded random init. Sizes:
   small       Qwen2-shaped, d=256, 4 layers                                    ~5.3M
   tiny-llama  Llama-shaped, d=64,  2 layers, no biases
   tiny-bert   BERT-shaped encoder, d=64, 2 layers (classification)
+  tiny-vit    ViT-shaped image encoder, 32 px images (image classification; models/builtin_media.py)
+  tiny-whisper  Whisper-shaped speech recogniser, 2 s clips (stage: asr; models/builtin_media.py)
+  tiny-vl     Qwen2-VL-shaped vision-language model, 56 px images (models/builtin_vlm.py)  ~0.8M
+  tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 56 px images
+  tiny-gemma3 Gemma 3-shaped: tiny SigLIP tower pooled to 4 soft tokens + tiny Gemma 3 text model
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from danlu.errors import UserError
+from danlu.models.builtin_vlm import VLM_SPECS, VlmSpec, build_vlm
 from danlu.paths import danlu_home
 
 ASSETS = Path(__file__).parent / "assets"
@@ -36,7 +42,7 @@ CHATML_TOOLS_TEMPLATE = (ASSETS / "chatml_tools.jinja") if (ASSETS / "chatml_too
 
 @dataclass(frozen=True)
 class Spec:
-    arch: str  # qwen2 | llama | bert
+    arch: str  # qwen2 | llama | bert | vit | whisper
     hidden: int
     layers: int
     heads: int
@@ -51,6 +57,9 @@ SPECS: dict[str, Spec] = {
     "mini": Spec("qwen2", 192, 4, 6, 2, 512),
     "tiny-llama": Spec("llama", 64, 2, 4, 2, 176),
     "tiny-bert": Spec("bert", 64, 2, 4, 4, 128, max_positions=512),
+    "tiny-vit": Spec("vit", 64, 2, 4, 4, 128),
+    "tiny-whisper": Spec("whisper", 64, 2, 4, 4, 128, max_positions=64),
+    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava | gemma3
 }
 
 
@@ -65,7 +74,8 @@ def builtin_path(name: str) -> Path:
         raise UserError(f"unknown builtin model {name!r}; choose one of: " + ", ".join(f"builtin:{k}" for k in SPECS))
     spec = SPECS[key]
     digest = hashlib.sha256(
-        json.dumps([BUILDER_VERSION, VOCAB_SIZE, asdict(spec), _corpus_digest()], sort_keys=True).encode()
+        json.dumps([BUILDER_VERSION, VOCAB_SIZE, asdict(spec), _corpus_digest()] + _media_version(spec),
+                   sort_keys=True).encode()
     ).hexdigest()[:12]
     target = danlu_home() / "builtin" / f"{key}-{digest}"
     if (target / "config.json").exists():
@@ -85,6 +95,15 @@ def builtin_path(name: str) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _media_version(spec: Spec) -> list:
+    """The image / speech builders' own version (models/builtin_media.py), in their digest only."""
+    if spec.arch not in ("vit", "whisper"):
+        return []
+    from danlu.models.builtin_media import BUILDER_VERSION as MEDIA_VERSION
+
+    return [MEDIA_VERSION]
 
 
 def _corpus_digest() -> str:
@@ -186,6 +205,13 @@ def _model_config(spec: Spec, tok):
 
 
 def _build(spec: Spec, out: Path) -> None:
+    if isinstance(spec, VlmSpec):
+        return build_vlm(spec, out, train_tokenizer(SPECIAL_TOKENS))
+    if spec.arch in ("vit", "whisper"):
+        from danlu.models import builtin_media
+
+        build = builtin_media.build_vit if spec.arch == "vit" else builtin_media.build_whisper
+        return build(spec, out, train_tokenizer)
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, GenerationConfig
 

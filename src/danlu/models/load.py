@@ -176,6 +176,44 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
     return tok
 
 
+def load_processor(name_or_path: str, kind: str, *, revision: str | None = None, trust_remote_code: bool = False):
+    """The preprocessing object of an image model (kind "image": its image processor) or a speech
+    model (kind "audio": its processor — feature extractor and tokenizer). Used where a text model
+    has its tokenizer: saved with the artefact, read by the stage's data code."""
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    path = resolve_model_path(name_or_path, need="preprocessor_config.json")
+    where = hub_kwargs(path, "preprocessor_config.json", revision)
+    check_remote_code(path, trust_remote_code, revision=revision, **where)
+    cls = AutoImageProcessor if kind == "image" else AutoProcessor
+    try:
+        return cls.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code, **where)
+    except (OSError, ValueError, ImportError) as exc:
+        if isinstance(exc, ImportError) or "torchvision" in str(exc):
+            raise UserError(f"cannot load the {kind} processor of {name_or_path}: {str(exc).splitlines()[0]}",
+                            where="model.name_or_path",
+                            hint="danlu uses the PIL image processors (no torchvision); save the model's "
+                                 "preprocessor_config.json with a *ImageProcessorPil class") from None
+        raise _friendly(exc, name_or_path, trust_remote_code) from None
+
+
+def model_config_dict(name_or_path: str, *, revision: str | None = None) -> dict:
+    """A model's config.json as a dict (no weights read), or {} where it cannot be found."""
+    import json
+
+    try:
+        path = resolve_model_path(name_or_path)
+        if Path(path).is_dir():
+            return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        from transformers.utils import cached_file
+
+        found = cached_file(path, "config.json", revision=revision, _raise_exceptions_for_missing_entries=False,
+                            **hub_kwargs(path, "config.json", revision))
+        return json.loads(Path(found).read_text(encoding="utf-8")) if found else {}
+    except (OSError, ValueError, UserError):
+        return {}
+
+
 def compute_precision(requested: str = "auto") -> str:
     """fp32 | bf16 | fp16 for autocast. auto: bf16 on GPUs with bf16 and on CPUs with native
     bf16 matmuls (AMX / AVX512-BF16); fp16 on older GPUs; fp32 otherwise. On a CPU without
@@ -220,8 +258,25 @@ def model_class(task: str):
         "causal_lm": tf.AutoModelForCausalLM,
         "seq_cls": tf.AutoModelForSequenceClassification,
         "token_cls": tf.AutoModelForTokenClassification,
+        "image_cls": tf.AutoModelForImageClassification,
+        "asr": tf.AutoModelForSpeechSeq2Seq,
         "base": tf.AutoModel,
+        "image_text": tf.AutoModelForImageTextToText,  # vision-language (chosen by load_model from the config)
     }[task]
+
+
+def is_vision_language(name_or_path: str, revision: str | None = None) -> bool:
+    """The model is a vision-language one (its config has a vision_config: Qwen2-VL, LLaVA, Idefics3 ...)."""
+    import json
+
+    from danlu.models.processor import VLM_ARCHS
+
+    path = Path(resolve_model_path(name_or_path))
+    if not (path / "config.json").exists():
+        return False  # a hub id: text-only unless its cached config says otherwise (see load_model)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    archs = config.get("architectures") or [VLM_ARCHS[0]]
+    return "vision_config" in config and any(a.endswith(VLM_ARCHS) for a in archs)
 
 
 def load_model(
@@ -242,6 +297,8 @@ def load_model(
                       local_files_only=kwargs.get("local_files_only", False))
     if attn_implementation != "auto":
         kwargs["attn_implementation"] = attn_implementation
+    if task == "causal_lm" and is_vision_language(path):
+        task = "image_text"
     try:
         model = model_class(task).from_pretrained(
             path,

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from danlu.errors import UserError
+from danlu.plan.vision import VisionShape, vision_from_config
 
 TABLE = Path(__file__).with_name("architectures.yaml")
 
@@ -54,8 +55,13 @@ FAMILIES: dict[str, Family] = {
     "phi": Family(qkv_bias=True, o_bias=True, mlp="plain", mlp_bias=True, norms=1, norm_bias=True,
                   lm_head_bias=True),
     "bert": Family(qkv_bias=True, o_bias=True, mlp="plain", mlp_bias=True, norm_bias=True, encoder=True),
+    # image and speech models, read roughly through plan/media_arch.py
+    "vit": Family(qkv_bias=True, o_bias=True, mlp="plain", mlp_bias=True, norm_bias=True, encoder=True),
+    "whisper": Family(qkv_bias=True, o_bias=True, mlp="plain", mlp_bias=True, norm_bias=True, tie_default=True),
 }
 DEFAULT_ATTENTION_BIAS = {"glm": True, "glm4": True}
+# the text towers of vision-language models, laid out as these text families
+FAMILIES.update({"qwen2_vl_text": FAMILIES["qwen2"], "qwen2_5_vl_text": FAMILIES["qwen2"]})
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,9 @@ class Arch:
     type_vocab: int = 2  # BERT token types
     name: str = ""
     source: str = ""  # where the shape came from (file path, cache, bundled table)
+    checkpoint_dtype: str = ""  # config.json's dtype (torch_dtype): how the weights files store them
     family: Family = field(default_factory=Family, compare=False)
+    vision: VisionShape | None = field(default=None, compare=False)  # a vision-language model's image side
 
     # ---- shape ------------------------------------------------------------------------------
     @property
@@ -162,7 +170,7 @@ class Arch:
     @property
     def n_params(self) -> int:
         return (self.embedding_params() + self.layers * self.block_params() + self.final_norm_params()
-                + self.head_params())
+                + self.head_params() + (self.vision.params if self.vision else 0))
 
     @property
     def linear_params(self) -> int:
@@ -191,7 +199,7 @@ class Arch:
         tied = ", tied embeddings" if self.tie_embeddings and not self.is_encoder else ""
         return (f"{self.model_type}: {self.layers} layers, hidden {self.hidden}, {self.heads} heads "
                 f"({self.kv_heads} kv, dim {self.head_dim}), ffn {self.intermediate}, vocab {self.vocab}{tied}; "
-                f"{self.n_params / 1e9:.3g}B parameters")
+                f"{self.n_params / 1e9:.3g}B parameters" + (f"; {self.vision.describe()}" if self.vision else ""))
 
 
 # ---- reading a config -------------------------------------------------------------------------
@@ -199,10 +207,15 @@ MOE_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_interme
 
 
 def arch_from_config(cfg: dict, *, name: str = "", source: str = "") -> Arch:
-    """An Arch from the fields of a Hugging Face config.json."""
+    """An Arch from the fields of a Hugging Face config.json (a vision-language model: its text
+    tower, with the image side in `vision`)."""
+    vision = vision_from_config(cfg, _processor_config(source))
     if "text_config" in cfg and "hidden_size" not in cfg:  # multimodal wrapper: the text tower
         cfg = {**cfg["text_config"], "tie_word_embeddings": cfg.get("tie_word_embeddings",
                                                                     cfg["text_config"].get("tie_word_embeddings"))}
+    from danlu.plan.media_arch import as_text_config
+
+    cfg = as_text_config(cfg)
     model_type = str(cfg.get("model_type", ""))
     if model_type == "gemma3":
         model_type = "gemma3_text"
@@ -226,6 +239,8 @@ def arch_from_config(cfg: dict, *, name: str = "", source: str = "") -> Arch:
             attention_bias=bool(cfg.get("attention_bias", DEFAULT_ATTENTION_BIAS.get(model_type, False))),
             max_positions=int(cfg.get("max_position_embeddings") or 4096),
             type_vocab=int(cfg.get("type_vocab_size") or 2), name=name, source=source, family=family,
+            checkpoint_dtype=str(cfg.get("dtype") or cfg.get("torch_dtype") or ""),
+            vision=vision,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"config of {name or model_type} lacks or mangles {exc}", where=where) from None
@@ -306,6 +321,15 @@ def resolve_arch(name_or_path: str) -> Arch:
 def bundled_names() -> list[str]:
     data = yaml.safe_load(TABLE.read_text(encoding="utf-8"))
     return list(data)
+
+
+def _processor_config(source: str) -> dict | None:
+    """preprocessor_config.json beside a config.json (image size decides a Qwen2-VL's image tokens)."""
+    p = Path(source).with_name("preprocessor_config.json") if source.endswith("config.json") else None
+    try:
+        return json.loads(p.read_text(encoding="utf-8")) if p and p.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def _read(path: Path) -> dict:

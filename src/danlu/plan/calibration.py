@@ -25,6 +25,9 @@ class Calibration:
     cuda_efficiency: dict
     cpu_bf16_gflops: float | None = None  # CPUs with native bf16 (AMX / AVX512-BF16)
     cpu_bf16_efficiency: float | None = None
+    cpu_tokenizer_bytes_per_vocab: float = 0.0  # the tokenizer's RSS per vocabulary entry (heap trimmed)
+    cpu_tokenizer_load_bytes_per_vocab: float = 0.0  # ... as just built (before any trim)
+    cpu_load_runtime_bytes: float = 0.0  # the process before the model loads, besides tokenizer and data
     cpu_source: str = ""
     cuda_source: str = ""
 
@@ -43,6 +46,9 @@ def calibration() -> Calibration:
         cpu_runtime_bytes=float(cpu["runtime_bytes"]), cpu_bytes_per_dataset_token=float(cpu["bytes_per_dataset_token"]),
         cpu_efficiency=float(cpu["efficiency"]), cpu_fp32_gflops=float(cpu["fp32_gflops"]),
         cpu_allocator_retention=float(cpu.get("allocator_retention", 0.0)),
+        cpu_tokenizer_bytes_per_vocab=float(cpu.get("tokenizer_bytes_per_vocab", 0.0)),
+        cpu_tokenizer_load_bytes_per_vocab=float(cpu.get("tokenizer_load_bytes_per_vocab", 0.0)),
+        cpu_load_runtime_bytes=float(cpu.get("load_runtime_bytes", 0.0)),
         cpu_bf16_gflops=float(cpu["bf16_gflops"]) if cpu.get("bf16_gflops") else None,
         cpu_bf16_efficiency=float(cpu["bf16_efficiency"]) if cpu.get("bf16_efficiency") else None,
         cuda_runtime_bytes=float(cuda["runtime_bytes"]),

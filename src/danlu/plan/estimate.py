@@ -13,12 +13,16 @@ Terms (bytes on one device):
                 buffers: 12 B per logit in fp32, 14 B under bf16 autocast (chunked: per chunk)
   stage         reference / teacher / reward / value models, generation KV cache
   runtime       CPU: the process a step starts from, besides the model's tensors (Python, torch,
-                transformers, peft, trl, the Trainer; measured by bench/plan_calibrate.py);
-                GPU: cuBLAS workspaces (the CUDA context is outside the allocator)
+                transformers, peft, trl, the Trainer; measured by bench/plan_calibrate.py), and
+                the tokenizer (per vocabulary entry, loading.py); GPU: cuBLAS workspaces (the
+                CUDA context is outside the allocator)
   allocator     CPU: heap pages glibc keeps resident during a step (fitted; see allocator_terms)
+  loading       CPU: what only the loading phase holds (loading.py): a converted or quantised
+                checkpoint's mapped pages, the tokenizer's load-time heap
 
 The peak is the largest of the moments of a step — end of forward, start of backward (logit
-gradients), optimizer step — each summing the tensors alive then. Under N GPUs the persistent
+gradients), optimizer step — each summing the tensors alive then, and on a CPU of the loading
+phase before training. Under N GPUs the persistent
 terms are divided as DDP, FSDP or ZeRO-1/2/3 divide them."""
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from danlu.plan.activations import Numerics, activation_bytes, offloaded
 from danlu.plan.batches import worst_batch
 from danlu.plan.calibration import calibration
+from danlu.plan.loading import checkpoint_bytes, loading_terms, mapped_checkpoint, tokenizer_bytes
 from danlu.plan.stages import stage_shape
 from danlu.plan.terms import GiB, Term, gb
 
@@ -117,6 +122,12 @@ def weight_terms(spec) -> tuple[list[Term], float]:
         detail = (f"{arch.linear_params:,} block linear params in {shape.quant_bits}-bit = {gb(q)}; "
                   f"{rest:,} others × {other_b:g} B")
         base = q + rest * other_b
+        if mapped_checkpoint(spec):
+            ckpt = checkpoint_bytes(spec)
+            detail = (f"{arch.linear_params:,} block linear params in {shape.quant_bits}-bit = {gb(q)}; the others "
+                      f"stay fp32 views of the mapped {gb(ckpt)} fp32 checkpoint, whose pages, all read while "
+                      "quantising, stay resident")
+            base = q + ckpt
     else:
         base = n * base_b
         detail = f"{n:,} frozen params × {base_b:g} B"
@@ -171,6 +182,15 @@ def autocast_cache(spec, num) -> float:
 def fp32_frozen_head(spec) -> bool:
     """The output layer is frozen but stored in fp32 (a quantised base upcasts its other parts)."""
     return not spec.shape.embeddings_train and (spec.shape.quant_bits is not None or _base_bytes_per_param(spec) == 4)
+
+
+def _frozen_bytes_per_param(spec) -> float | None:
+    """Bytes per parameter as the weights are stored in memory (None: quantised)."""
+    if spec.shape.quant_bits:
+        return None
+    if spec.shape.trains_base:
+        return 2.0 if spec.weight_dtype in ("bfloat16", "float16") else 4.0
+    return _base_bytes_per_param(spec)
 
 
 # ---- per-step terms ------------------------------------------------------------------------------
@@ -246,6 +266,10 @@ def runtime_terms(spec) -> list[Term]:
     if spec.device == "cpu":
         terms = [Term("runtime", cal.cpu_runtime_bytes,
                       "the training process at a step's start, besides the model's tensors (measured here)")]
+        if cal.cpu_tokenizer_bytes_per_vocab:
+            terms.append(Term("runtime", tokenizer_bytes(spec.arch.vocab),
+                              f"tokenizer: vocabulary of {spec.arch.vocab:,} × "
+                              f"{cal.cpu_tokenizer_bytes_per_vocab:g} B (measured)"))
         if spec.dataset_tokens:
             data = spec.dataset_tokens * cal.cpu_bytes_per_dataset_token
             terms.append(Term("runtime", data, f"tokenised dataset in memory: {spec.dataset_tokens:,} tokens"))
@@ -289,7 +313,7 @@ def estimate_memory(spec) -> MemoryEstimate:
     from danlu.plan.parallel import shard
 
     arch, shape, st, num = spec.arch, spec.shape, stage_shape(spec), numerics(spec)
-    terms, _ = weight_terms(spec)
+    terms, model_bytes = weight_terms(spec)
     tr = _trainable_total(spec, st)
     gbp = grad_bytes_per_param(spec)
     terms.append(Term("gradients", tr * gbp, f"{tr:,} trainable × {gbp:g} B"))
@@ -315,9 +339,10 @@ def estimate_memory(spec) -> MemoryEstimate:
                         "(PCIe transfers on the compute stream: slower steps)")
     else:
         offload_note = None
+    act, vision_note = _with_vision(spec, act, num, rows)
     terms.append(Term("activations", act.blocks + act.head,
                       f"{rows} rows × {seq} tokens, {arch.layers} blocks ({ckpt}), {num.attn}"
-                      + (f"; {batch.note}" if batch.note else "")))
+                      + (f"; {batch.note}" if batch.note else "") + vision_note))
     if act.recompute:
         back = "rebuilt" if spec.gradient_checkpointing else "brought back from host memory"
         terms.append(Term("recompute", act.recompute, f"one block's activations {back} during backward"))
@@ -325,6 +350,11 @@ def estimate_memory(spec) -> MemoryEstimate:
     terms.append(Term("logits", lb, ldetail))
     terms += runtime_terms(spec) + allocator_terms(spec, act)
     phases = _phases(spec, terms, act, lf, lb, extra_transient)
+    if calibration().cpu_load_runtime_bytes:
+        load_terms, phases_load = loading_terms(spec, model_bytes, _frozen_bytes_per_param(spec))
+        terms += load_terms
+        if load_terms:
+            phases["loading"] = phases_load
     phase = max(phases, key=phases.get)
     peak = phases[phase]
     cal = calibration()
@@ -336,6 +366,22 @@ def estimate_memory(spec) -> MemoryEstimate:
     if spec.optimizer == "paged_adamw_8bit":
         notes.append("paged optimizer states can spill to CPU memory under pressure instead of failing")
     return MemoryEstimate(terms, int(peak), phase, {k: int(v) for k, v in phases.items()}, int(need), int(host), notes)
+
+
+def _with_vision(spec, act, num, rows: int):
+    """A vision-language model: the tower's activations for one image per sample join the blocks'."""
+    from dataclasses import replace
+
+    from danlu.plan.vision import tower_trains, vision_activation_bytes
+
+    v = spec.arch.vision
+    if v is None:
+        return act, ""
+    trains = tower_trains(spec.method)
+    extra = vision_activation_bytes(v, rows, num.act, trains)
+    note = (f"; vision tower: {rows} image(s) × {v.patches} patches ({'trained' if trains else 'frozen'}), "
+            f"{v.image_tokens} image tokens each within the {spec.max_length} tokens")
+    return replace(act, blocks=act.blocks + extra), note
 
 
 def _phases(spec, terms: list[Term], act, lf: float, lb: float, extra_transient: float) -> dict[str, float]:

@@ -45,6 +45,7 @@ class RunSpec:
     max_steps: int = -1
     dataset_tokens: int | None = None  # tokens of the tokenised training set (counted when data is given)
     dataset_samples: int | None = None
+    checkpoint_bytes: int | None = None  # size of the weights files (None: read next to the config, or estimated)
     release_memory: bool = True  # CPU: train.release_memory (heap trimmed after every step)
     extra: dict = field(default_factory=dict)
 
@@ -64,13 +65,25 @@ class RunSpec:
     def shape(self) -> MethodShape:
         cached = self.extra.get("_shape")
         if cached is None:
-            cached = self.extra["_shape"] = method_shape(self.arch, self.method_name, self.method)
+            cached = self.extra["_shape"] = _vision_frozen(self.arch, method_shape(self.arch, self.method_name,
+                                                                                    self.method), self.method)
         return cached
 
     def with_(self, **changes) -> RunSpec:
         """A copy with some settings changed (the method shape is recomputed if needed)."""
         extra = {k: v for k, v in self.extra.items() if k != "_shape"}
         return replace(self, extra=extra, **changes)
+
+
+def _vision_frozen(arch: Arch, shape: MethodShape, method) -> MethodShape:
+    """A method that trains the base trains the image side only where method.freeze_* say so."""
+    if arch.vision is None or not shape.trains_base:
+        return shape
+    from danlu.plan.vision import frozen_vision_params
+
+    frozen = frozen_vision_params(arch.vision, method)
+    note = f"vision-language: {frozen:,} image-side params frozen (method.freeze_vision_tower / freeze_projector)"
+    return replace(shape, trainable=max(shape.trainable - frozen, 0), notes=[*shape.notes, note])
 
 
 def method_name(method) -> str:
@@ -97,6 +110,8 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
     )
     if runplan.fused_loss_applies(cfg, arch.model_type):
         kwargs.update(fused_loss=True, loss_chunk=runplan.loss_chunk(arch.vocab))
+    if arch.vision is not None:  # danlu train pads vision-language batches (images ride along)
+        kwargs["packing"] = False
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
     return RunSpec(**kwargs)
 

@@ -75,6 +75,11 @@ def training_flops(spec, label_fraction: float = 1.0) -> Flops:
                                        + attention_flops(a, seq))
         if m.trainable:  # PPO's value model trains too
             total += 6 * m.params
+    if arch.vision is not None:  # one image per sample: the tower's FLOPs spread over the sample's tokens
+        from danlu.plan.vision import tower_trains, vision_flops
+
+        total += st.rows * vision_flops(arch.vision, tower_trains(spec.method)) / max(seq, 1)
+        how += " + the vision tower (one image per sample)"
     return Flops(total, fwd, how)
 
 

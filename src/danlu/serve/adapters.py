@@ -33,6 +33,7 @@ class ModelEntry:
     info: dict = field(default_factory=dict)
     created: int = field(default_factory=lambda: int(time.time()))
     dora: bool = False  # PEFT cannot mix DoRA adapters with others in one batch
+    processor: object = None  # a vision-language model's AutoProcessor (renders prompts with images)
 
     def card(self, base_id: str) -> dict:
         card = {"id": self.id, "object": "model", "created": self.created, "owned_by": "danlu"}

@@ -19,6 +19,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
@@ -26,8 +27,10 @@ from fastapi.responses import StreamingResponse
 from danlu.chat.messages import RowError
 from danlu.chat.templates import ChatTemplate
 from danlu.serve import protocol as P
+from danlu.serve import vision as V
 from danlu.serve.engine import EngineBusy
 from danlu.serve.errors import APIError, bad_request
+from danlu.serve.images import ImagePolicy
 from danlu.serve.sampling import SamplingParams
 from danlu.serve.structured import constraint_for
 from danlu.serve.toolcalls import ToolStream, answer, template_messages, tool_request
@@ -49,6 +52,14 @@ class ServeSettings:
     max_prompts: int = 16  # prompts in one /v1/completions call
     max_body_bytes: int = 1 << 20
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    image_dirs: tuple[str, ...] = ()  # folders whose images a request may name by path
+    max_image_bytes: int = 8 << 20
+    max_images: int = 8  # per request
+
+    @property
+    def image_policy(self) -> ImagePolicy:
+        return ImagePolicy(tuple(Path(d) for d in self.image_dirs), max_bytes=self.max_image_bytes,
+                           max_images=self.max_images)
 
 
 class Generation:
@@ -172,6 +183,9 @@ def prepare_chat(backend, settings, body: P.ChatCompletionRequest):
     problem = P.role_order_error(body.messages)
     if problem:
         raise bad_request(problem[0], param=f"messages[{problem[1]}]" if body.messages else "messages")
+    if getattr(backend, "vision", False):
+        return _prepare_vision_chat(backend, settings, body, entry)
+    V.refuse_images(entry, body.messages)
     tools = tool_request(body)
     _logprob_checks(backend, body, wanted=bool(body.logprobs), param="logprobs")
     if body.top_logprobs and not body.logprobs:
@@ -185,9 +199,20 @@ def prepare_chat(backend, settings, body: P.ChatCompletionRequest):
     return entry, ids, _params(body, settings, len(ids), backend.max_context, "messages"), tools
 
 
+def _prepare_vision_chat(backend, settings, body: P.ChatCompletionRequest, entry):
+    """A chat request to a vision-language model: images decoded and checked, the prompt rendered
+    by the model's processor (danlu.serve.vision)."""
+    V.check_vision_request(body)
+    prompt = V.render(entry.processor, V.conversation(body.messages, settings.image_policy))
+    return entry, prompt, _params(body, settings, len(prompt), backend.max_context, "messages"), tool_request(body)
+
+
 def prepare_completion(backend, settings, body: P.CompletionRequest):
     entry = backend.resolve(body.model)
     _common_checks(body, settings)
+    if getattr(backend, "vision", False):
+        raise bad_request(f"{entry.id!r} is a vision-language model; send its requests to /v1/chat/completions",
+                          param="model", code="unsupported_for_vision_model")
     prompts = body.prompts()
     if not prompts or len(prompts) > settings.max_prompts:
         raise bad_request(f"prompt: give 1 to {settings.max_prompts} prompts", param="prompt")

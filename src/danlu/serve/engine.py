@@ -109,10 +109,21 @@ class Sequence:
             self.request.emit(Event(self.choice, piece, tokens=len(self.tokens)))
         return False
 
+    def finish(self, reason: str) -> bool:
+        """End this row now with what it holds (generate ended it from outside)."""
+        return self._finish(self.stream.flush(), reason)
+
     def _finish(self, piece: str, reason: str) -> bool:
         ids = self.tokens[:-1] if self.tokens and self.tokens[-1] in self.request.stop_ids else self.tokens
         self.request.emit(Event(self.choice, piece, finish=reason, tokens=len(self.tokens), ids=tuple(ids)))
         return True
+
+
+def fail_rows(rows: list[Sequence], exc: BaseException) -> None:
+    """Finish rows with an error event (their generation failed)."""
+    log.error("generation failed: %s", exc, exc_info=exc)
+    for s in rows:
+        s.request.emit(Event(s.choice, finish="error", tokens=len(s.tokens), error=f"generation failed: {exc}"))
 
 
 def _random_bytes() -> bytes:
@@ -157,6 +168,19 @@ class Engine:
             self._waiting.extend(Sequence(request, i, self.tokenizer, self.device) for i in range(n))
             self.counters["requests"] += 1
         self._wake.set()
+        return request
+
+    def submit_call(self, prompt: list[int], n: int, params: SamplingParams, adapter: str | None, stop_token_ids,
+                    loop, queue=None, offset: int = 0, *, work) -> Request:
+        """A request whose n choices run as one command on the worker thread, `work(engine, request,
+        rows)`, not in the spliced batch (a vision-language prompt: danlu.serve.vision.run)."""
+        request = Request(prompt, n, params, adapter, stop_token_ids, loop, queue, offset)
+        rows = [Sequence(request, i, self.tokenizer, self.device) for i in range(n)]
+        with self._lock:
+            if len(self._commands) + len(self._waiting) + n > self.max_waiting:
+                raise EngineBusy(f"{len(self._commands)} requests are waiting (limit {self.max_waiting})")
+            self.counters["requests"] += 1
+        self.call(lambda engine: work(engine, request, rows))
         return request
 
     def call(self, fn) -> Future:

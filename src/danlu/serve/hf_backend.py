@@ -9,9 +9,12 @@ import logging
 import time
 
 from danlu.errors import UserError
+from danlu.infer.vision import is_vision_model, load_processor
 from danlu.serve.adapters import ModelEntry, Target, attach, detach, prepare_adapter
 from danlu.serve.engine import RETRY, Engine
 from danlu.serve.errors import not_found
+from danlu.serve.vision import VisionPrompt
+from danlu.serve.vision import run as run_vision
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,14 @@ class HFBackend:
         wanted = target.adapters + adapters
         with stages("serve: loading", ["base model", *(f"adapter {name}" for name, _ in wanted)]) as step:
             step.next("base model")
-            model = load_model(target.base_path, dtype=pick_dtype(device), trust_remote_code=trust).to(device).eval()
+            self.vision = is_vision_model(target.base_path)
+            model = load_model(target.base_path, task="image_text" if self.vision else "causal_lm",
+                               dtype=pick_dtype(device), trust_remote_code=trust).to(device).eval()
             self.base: ModelEntry = target.base
+            self._with_processor(self.base, None)
             self.adapters: dict[str, ModelEntry] = {}
-            self.max_context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
+            text_config = model.config.get_text_config()
+            self.max_context = int(getattr(text_config, "max_position_embeddings", 0) or 2048)
             self.engine = Engine(model, target.base.tokenizer, max_batch=max_batch, max_waiting=max_waiting)
             self._admin = asyncio.Lock()
             for name, path in wanted:  # before the engine thread starts: attach directly
@@ -71,7 +78,13 @@ class HFBackend:
         raise not_found(f"the model {name!r} does not exist on this server; GET /v1/models lists "
                         f"{', '.join(repr(m.id) for m in self.models())}", param="model", code="model_not_found")
 
+    def _with_processor(self, entry: ModelEntry, fallback: str | None) -> None:
+        """A VLM's entries render prompts with a processor (the entry's own, else the base's)."""
+        if self.vision and entry.processor is None:
+            entry.processor = load_processor(entry.path, fallback=fallback)
+
     def _register(self, entry: ModelEntry) -> None:
+        self._with_processor(entry, self.base.path)
         self.adapters[entry.id] = entry
         if entry.dora:
             self.engine.solo.add(entry.id)
@@ -79,6 +92,9 @@ class HFBackend:
     # ---- generation --------------------------------------------------------------------------
     def submit(self, entry: ModelEntry, prompt: list[int], n: int, params, loop, queue, offset: int = 0):
         adapter = entry.id if entry.kind == "adapter" else None
+        if isinstance(prompt, VisionPrompt):
+            return self.engine.submit_call(prompt.ids, n, params, adapter, entry.stop_token_ids, loop, queue, offset,
+                                           work=lambda engine, request, rows: run_vision(engine, request, rows, prompt))
         return self.engine.submit(prompt, n, params, adapter, entry.stop_token_ids, loop, queue, offset)
 
     async def score(self, entry: ModelEntry, ids: list[int], top: int):

@@ -42,15 +42,37 @@ class TextPart(BaseModel):
     text: str
 
 
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(..., min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    """An image (danlu.serve.images: a base64 data URL or a path in an --image-dir folder)."""
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+Part = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 class ChatMessage(OpenAIModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[Part] | None = None
     name: str | None = Field(None, max_length=256)
 
     def text(self) -> str:
         if isinstance(self.content, list):
-            return "".join(p.text for p in self.content)
+            return "".join(p.text for p in self.content if isinstance(p, TextPart))
         return self.content or ""
+
+    def image_parts(self) -> list[tuple[int, ImagePart]]:
+        """(index in content, part) of each image."""
+        if not isinstance(self.content, list):
+            return []
+        return [(i, p) for i, p in enumerate(self.content) if isinstance(p, ImagePart)]
 
     def for_template(self) -> dict:
         """The dict a chat template sees (OpenAI's developer role is a system message there)."""
@@ -166,7 +188,9 @@ def role_order_error(messages: list[ChatMessage]) -> tuple[str, int] | None:
             return f"messages[{i}]: the conversation must start with a user message, not {m.role}", i
         if m.role == "tool" and messages[i - 1].role not in ("assistant", "tool"):
             return f"messages[{i}]: a tool message must follow an assistant message", i
-        if m.role == "user" and not m.text().strip():
+        if m.role != "user" and m.image_parts():
+            return f"messages[{i}]: only user messages may carry images, not {m.role} messages", i
+        if m.role == "user" and not m.text().strip() and not m.image_parts():
             return f"messages[{i}]: the user message is empty", i
         started = True
     if not started:

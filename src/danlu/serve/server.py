@@ -42,7 +42,13 @@ def build_backend(target: str, adapters: list[tuple[str, str]], settings: ServeS
 def check_settings(settings: ServeSettings) -> None:
     if settings.threads is not None and settings.threads < 1:
         raise UserError("threads must be at least 1", where="--threads")
-    for name in ("max_batch", "max_waiting", "max_tokens", "max_n", "max_prompts", "max_body_bytes"):
+    for folder in settings.image_dirs:
+        from pathlib import Path
+
+        if not Path(folder).expanduser().is_dir():
+            raise UserError(f"--image-dir {folder}: no such folder", where="--image-dir")
+    for name in ("max_batch", "max_waiting", "max_tokens", "max_n", "max_prompts", "max_body_bytes",
+                 "max_image_bytes", "max_images"):
         if getattr(settings, name) < 1:
             raise UserError(f"{name} must be at least 1", where="--" + name.replace("_", "-"))
     if not 0 <= settings.port <= 65535:

@@ -17,7 +17,7 @@ class Stage(StrictModel):
     summary: ClassVar[str] = ""
     # what a row must become: conversation | text | preference | unpaired | prompt | labelled
     sample_kind: ClassVar[str] = "conversation"
-    # model head: causal_lm | seq_cls | token_cls
+    # model head: causal_lm | seq_cls | token_cls | image_cls | asr
     task: ClassVar[str] = "causal_lm"
 
     def memory_shape(self, run: PlannedRun) -> StageShape:
@@ -31,6 +31,14 @@ class Stage(StrictModel):
 
     def check(self, run_config) -> None:
         """Cross-section checks at config time; raise ConfigError with the reason."""
+
+    def load_processor(self, run_config):
+        """What turns a row into model inputs, saved with the artefact: the tokenizer by default; an
+        image processor (image classification) or a speech processor (asr) for those stages."""
+        from danlu.models.load import load_tokenizer
+
+        m = run_config.model
+        return load_tokenizer(m.name_or_path, revision=m.revision, trust_remote_code=m.trust_remote_code)
 
     def model_kwargs(self, ctx: RunContext) -> dict:
         """Extra from_pretrained kwargs for the base model (num_labels for classification ...)."""

@@ -58,6 +58,11 @@ def preference_metrics(ctx, trainer, *, kind: str, beta: float, prefix: str = "e
     model = trainer.accelerator.unwrap_model(trainer.model)
     ref = getattr(trainer, "ref_model", None)
     ref = trainer.accelerator.unwrap_model(ref) if ref is not None else None
+    if "images" in rows[0]:
+        from danlu.stages._vision_preference import processor_of, vision_margins
+
+        margins = vision_margins(model, processor_of(ctx), rows, kind=kind, beta=beta, ref_model=ref)
+        return margin_summary(margins, prefix=prefix)
     margins = reward_margins(model, rows, kind=kind, beta=beta, pad_id=ctx.tokenizer.pad_token_id, ref_model=ref)
     return margin_summary(margins, prefix=prefix)
 
@@ -100,16 +105,27 @@ class DPO(Stage):
         return preference_shape(run)
 
     def build_datasets(self, ctx):
-        from danlu.stages._preference_data import build_row_datasets, encode_pair
+        from danlu.stages._preference_data import build_row_datasets
+        from danlu.stages._vision_preference import encode_vision_pair, is_vision_run, text_pair
 
-        return build_row_datasets(ctx, ("preference",), encode_pair)
+        vision = is_vision_run(ctx)
+        if vision and self.loss == "simpo":
+            from danlu.errors import ConfigError
+
+            raise ConfigError("dpo.loss: simpo does not take images yet (TRL's CPOTrainer reads token ids only)",
+                              where="dpo.loss", hint="use loss: sigmoid or ipo, or stage: orpo (no reference model)")
+        return build_row_datasets(ctx, ("preference",), encode_vision_pair if vision else text_pair)
 
     def build_trainer(self, ctx, train_dataset, eval_dataset):
         from danlu.stages._trl_common import finish, reference_model, trl_arguments
+        from danlu.stages._vision_preference import is_vision_run, processor_of, vision_collator
         from danlu.train.callbacks import standard_callbacks
 
-        common = dict(train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=ctx.tokenizer,
-                      callbacks=standard_callbacks(ctx))
+        vision = is_vision_run(ctx)
+        common = dict(train_dataset=train_dataset, eval_dataset=eval_dataset, callbacks=standard_callbacks(ctx),
+                      processing_class=processor_of(ctx) if vision else ctx.tokenizer)
+        if vision:
+            common["data_collator"] = vision_collator(common["processing_class"], ctx.config.train.max_length)
         has_eval = eval_dataset is not None
         if self.loss == "simpo":
             from trl.experimental.cpo import CPOConfig
@@ -126,6 +142,10 @@ class DPO(Stage):
             losses, weights = losses + ["sft"], weights + [self.sft_weight]
         args = trl_arguments(ctx, DPOConfig, has_eval=has_eval, beta=self.beta, loss_type=losses, loss_weights=weights)
         trainer = dpo_trainer_class()(model=ctx.model, ref_model=reference_model(ctx), args=args, **common)
+        if vision:
+            from danlu.stages._vision_preference import save_tokenizer_only
+
+            save_tokenizer_only(trainer, ctx)
         return finish(trainer, ctx)
 
     def after_training(self, ctx, trainer) -> dict:

@@ -39,6 +39,8 @@ def write_metadata(out: Path, ctx) -> dict:
             turn_end=ctx.template.turn_end,
             stop_token_ids=ctx.template.stop_token_ids(),
         )
+    if getattr(ctx, "processor", None) is not None:
+        meta["processor"] = type(ctx.processor).__name__  # vision-language: images go through it
     meta.update(ctx.artefact_meta)
     (out / META).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     return meta
@@ -72,6 +74,10 @@ def save_artefact(ctx, trainer) -> Path:
         if ctx.is_main:
             (tmp / "training_args.bin").unlink(missing_ok=True)
             ctx.tokenizer.save_pretrained(str(tmp))
+            if ctx.processor is not None:  # a vision-language model: its processor travels with the artefact
+                from danlu.models.processor import save_processor
+
+                save_processor(ctx.processor, tmp)
             write_generation_config(tmp, ctx, model)
             copy_stacked(ctx, tmp)
             write_metadata(tmp, ctx)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from danlu.chat.images import DEFAULT_MAX_PIXELS
 from danlu.data.formats import FormatOptions
 from danlu.train.callbacks import GracefulStop
 
@@ -54,6 +55,7 @@ class RunContext:
     run_dir: Path
     tokenizer: PreTrainedTokenizerBase | None = None
     template: ChatTemplate | None = None
+    processor: Any = None  # a vision-language model's processor (models/processor.py), else None
     model: nn.Module | None = None
     trainer: Trainer | None = None
     precision: str = "fp32"
@@ -75,4 +77,5 @@ class RunContext:
     def format_options(self) -> FormatOptions:
         data = self.config.data
         return FormatOptions(system=data.system, placeholders=dict(getattr(data, "placeholders", None) or {}),
-                             dataset_dir=getattr(data, "dataset_dir", "data"))
+                             dataset_dir=getattr(data, "dataset_dir", "data"),
+                             max_image_pixels=getattr(data, "max_image_pixels", DEFAULT_MAX_PIXELS))

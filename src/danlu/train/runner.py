@@ -112,7 +112,7 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     from danlu.chat.templates import resolve_template
     from danlu.data.report import write_reports
     from danlu.methods.base import MethodContext, count_parameters
-    from danlu.models.load import compute_precision, load_tokenizer
+    from danlu.models.load import compute_precision
     from danlu.train.context import ParamCounts, RunContext
 
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # new parameters (LoRA A, heads) init from this
@@ -125,9 +125,9 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     distributed.check(cfg)
     distributed.check_hardware(cfg)
     levers.check(cfg)
-    ctx.tokenizer = load_tokenizer(cfg.model.name_or_path, revision=cfg.model.revision,
-                                   trust_remote_code=cfg.model.trust_remote_code)
+    ctx.tokenizer = stage.load_processor(cfg)  # the tokenizer (image / speech stages: their processor)
     if stage.task == "causal_lm":
+        _vision_processor(cfg, ctx)
         ctx.template = resolve_template(ctx.tokenizer, cfg.data.template)
     train_ds, eval_ds = stage.build_datasets(ctx)
     if is_main:
@@ -138,6 +138,10 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
                          total_steps=optimizer_steps(cfg, len(train_ds))[0],
                          batch_source=lambda n: first_batches(ctx, train_ds, n))
     model = chain.attach(cfg, ctx, model, mctx)
+    if ctx.processor is not None:
+        from danlu.models.processor import freeze_vision
+
+        freeze_vision(model, tower=cfg.method.freeze_vision_tower, projector=cfg.method.freeze_projector)
     ctx.model = model
     trainable, total = count_parameters(model)
     lr = cfg.train.learning_rate
@@ -145,6 +149,20 @@ def build(cfg, *, run_dir: Path, is_main: bool = True):
     ctx.params = ParamCounts(trainable, total)
     log.info("trainable params: %s / %s (%.4f%%)", f"{trainable:,}", f"{total:,}", 100.0 * trainable / max(total, 1))
     return ctx, train_ds, eval_ds
+
+
+def _vision_processor(cfg, ctx) -> None:
+    """A vision-language model: its processor in ctx.processor (images in the data), its chat
+    template on the tokenizer when only the processor carries one."""
+    from danlu.models.load import is_vision_language, resolve_model_path
+    from danlu.models.processor import load_processor
+
+    if not is_vision_language(cfg.model.name_or_path):
+        return
+    ctx.processor = load_processor(resolve_model_path(cfg.model.name_or_path))
+    if not getattr(ctx.tokenizer, "chat_template", None) and getattr(ctx.processor, "chat_template", None):
+        ctx.tokenizer.chat_template = ctx.processor.chat_template
+    log.info("vision-language model: images go through %s", type(ctx.processor).__name__)
 
 
 def first_batches(ctx, dataset, n: int) -> list[dict]:
@@ -155,6 +173,10 @@ def first_batches(ctx, dataset, n: int) -> list[dict]:
     size = ctx.config.train.batch_size
     rows = [dataset[i] for i in range(min(len(dataset), n * size))]
     collate = PaddingCollator(ctx.tokenizer.pad_token_id)
+    if ctx.processor is not None:  # vision-language: the batches carry their images
+        from danlu.data.vlm import VlmCollator
+
+        collate = VlmCollator(ctx.tokenizer.pad_token_id)
     return [collate(rows[i:i + size]) for i in range(0, len(rows), size)]
 
 

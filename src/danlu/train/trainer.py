@@ -260,6 +260,12 @@ def choose_collator(ctx):
     from danlu.runplan import packing_applies
 
     cfg, pad = ctx.config, ctx.tokenizer.pad_token_id
+    if getattr(ctx, "processor", None) is not None:  # a vision-language model: images ride along, no packing
+        from danlu.data.vlm import VlmCollator
+
+        if cfg.data.packing:
+            log.info("vision-language model: padding each sample (no packing)")
+        return VlmCollator(pad)
     packing = packing_applies(cfg)
     if cfg.data.packing and not packing:
         log.info("method %s does not support packing; padding each sample instead", cfg.method.name)
@@ -269,6 +275,8 @@ def choose_collator(ctx):
 def packing_kind(collator) -> str:
     from danlu.data.collate import PackingCollator, PaddingCollator, VarlenCollator
 
+    from danlu.data.vlm import VlmCollator
+
     kinds = {VarlenCollator: "varlen (flash-attention, no mask)", PackingCollator: "4D block-diagonal mask",
-             PaddingCollator: "none (padding)"}
+             PaddingCollator: "none (padding)", VlmCollator: "none (padding, images)"}
     return kinds.get(type(collator), type(collator).__name__)

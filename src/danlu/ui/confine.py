@@ -44,6 +44,7 @@ PLAIN: tuple[str, ...] = (
     "model.revision", "data.format", "data.system", "data.placeholders",
     "method.target_modules", "method.modules_to_save", "method.modules", "method.feedforward_modules",
     "method.init_text", "*.text_column", "*.label_column", "*.text_pair_column", "*.labels",
+    "*.image_column", "*.audio_column", "asr.language",
     "*.reward_weights", "train.report_to", "eval.metrics", "eval.early_stopping.metric",
     "eval.judge.base_url", "eval.judge.model", "eval.judge.api_key_env", "eval.judge.rubric",
 )

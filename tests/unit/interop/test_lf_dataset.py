@@ -184,8 +184,8 @@ def test_folder_json_lines_and_txt(tmp_path):
     ({"ms_hub_url": "org/ds"}, r"lf:e: dataset 'e' is on ModelScope"),
     ({"script_url": "my_script"}, r"lf:e: dataset 'e' needs the loading script 'my_script'"),
     ({"file_name": "absent.json"}, r"lf:e: file 'absent.json' of dataset 'e' not found"),
-    ({"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "m", "images": "images"}},
-     r"entry 'e' has images columns"),
+    ({"file_name": "m.json", "formatting": "sharegpt", "columns": {"messages": "m", "videos": "videos"}},
+     r"entry 'e' has videos columns"),
     ({"file_name": "x.json", "formatting": "weird"}, r"unknown formatting 'weird'"),
 ])
 def test_entries_danlu_cannot_read_say_why(tmp_path, monkeypatch, entry, match):

@@ -90,7 +90,7 @@ def test_openai_messages_with_tools_parse(tmp_path):
     assert legacy.messages[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}
     assert legacy.messages[2]["role"] == "tool" and legacy.messages[2]["name"] == "get_weather"
     reasons = [r["reason"] for e in report.dropped.values() for r in e["rows"]]
-    assert any("'image_url' is not text" in r for r in reasons)
+    assert any("image not found" in r for r in reasons)  # image parts are read now (issue 23); 'x' is no file
     assert any("a tool result must follow an assistant tool call" in r for r in reasons)
 
 

@@ -224,7 +224,8 @@ def test_cpu_runtime_and_allocator_terms_come_from_the_calibration():
     cal = calibration()
     s = small_cpu()
     est = estimate_memory(s)
-    assert term(est, "runtime") == cal.cpu_runtime_bytes  # no dataset counted
+    tokenizer = cal.cpu_tokenizer_bytes_per_vocab * s.arch.vocab
+    assert term(est, "runtime") == cal.cpu_runtime_bytes + tokenizer  # no dataset counted
     act = activation_bytes(s.arch, s.shape, numerics(s), batch=8, seq=512, checkpointing=False)
     assert term(est, "allocator") == pytest.approx(cal.cpu_allocator_retention * act.blocks)
     assert 0 < cal.cpu_allocator_retention < 1
@@ -232,4 +233,4 @@ def test_cpu_runtime_and_allocator_terms_come_from_the_calibration():
     assert term(ckpt, "allocator") == term(est, "allocator")  # the forward makes the same tensors
     assert term(estimate_memory(spec()), "allocator") == 0  # GPU: the caching allocator, not glibc
     with_data = estimate_memory(small_cpu(dataset_tokens=10_000))
-    assert term(with_data, "runtime") == cal.cpu_runtime_bytes + 10_000 * cal.cpu_bytes_per_dataset_token
+    assert term(with_data, "runtime") == cal.cpu_runtime_bytes + tokenizer + 10_000 * cal.cpu_bytes_per_dataset_token

@@ -89,9 +89,12 @@ def test_messages_keep_extra_keys_for_the_template_and_map_developer_to_system()
     assert m.for_template() == {"role": "system", "content": "ab", "tool_call_id": "x1"}
 
 
-def test_non_text_content_parts_are_rejected():
-    with pytest.raises(ValidationError):
-        P.ChatMessage(role="user", content=[{"type": "image_url", "image_url": {"url": "http://x"}}])
+def test_parts_other_than_text_and_image_are_rejected():
+    P.ChatMessage(role="user", content=[{"type": "image_url", "image_url": {"url": "http://x"}}])  # checked later
+    for part in ({"type": "input_audio", "input_audio": {"data": "", "format": "wav"}},
+                 {"type": "image_url", "image_url": {"url": "x", "extra": 1}}, {"type": "image_url"}):
+        with pytest.raises(ValidationError):
+            P.ChatMessage(role="user", content=[part])
 
 
 def test_chunk_shapes():

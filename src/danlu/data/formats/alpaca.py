@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from danlu.chat.messages import Conversation, RowError
-from danlu.data.formats.base import Format, FormatOptions, facts_field, finish_messages, text_field
+from danlu.data.formats.base import Format, FormatOptions, facts_field, finish_messages, row_images, text_field
 from danlu.data.formats.registry import register_format
 
 
@@ -39,4 +39,5 @@ class Alpaca(Format):
         if facts is not None:
             answer["facts"] = facts
         messages += [{"role": "user", "content": prompt}, answer]
-        return Conversation(finish_messages(messages, opts))
+        messages = finish_messages(messages, opts)
+        return Conversation(messages, images=row_images(row, messages))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from danlu.chat.images import DEFAULT_MAX_PIXELS, ImageRef, attach_images, image_ref
 from danlu.chat.messages import RowError
 from danlu.chat.tools import parse_json_field  # noqa: F401  (formats import it from here)
 
@@ -16,6 +17,7 @@ class FormatOptions:
     placeholders: dict[str, str] = field(default_factory=dict)  # {{name}} → value
     columns: dict[str, str] = field(default_factory=dict)  # our field name → the row's field name
     dataset_dir: str = "data"  # folder of a LLaMA-Factory dataset_info.json, for lf:NAME sources
+    max_image_pixels: int = DEFAULT_MAX_PIXELS  # data.max_image_pixels: larger images are bad rows
 
 
 class Format:
@@ -118,3 +120,22 @@ def check_roles(messages: list[dict], *, require_assistant_last: bool = True) ->
         raise RowError("the conversation does not end with an assistant turn")
     if not any(m["role"] == "user" for m in messages):
         raise RowError("no user turn")
+
+
+def row_images(row: dict, messages: list[dict], *, column: str | None = "images", found: list | None = None,
+               base_dir: str = "") -> list[ImageRef]:
+    """The images of a row, checked against its "<image>" placeholders (chat/images.py): those met
+    as content parts while parsing (`found`) or LLaMA-Factory's `images` column (paths; relative
+    ones resolved against `base_dir`, else the data file's folder). A row without images gets []."""
+    given = row.get(column) if column else None
+    if given is not None and not isinstance(given, list):
+        given = [given]
+    if found and given:
+        raise RowError(f"the row has image content parts and an {column!r} field; use one of them")
+    for media in ("videos", "audios"):
+        if row.get(media):
+            raise RowError(f"field {media!r}: danlu trains on text and images; {media} are not supported yet")
+    images = list(found or []) or [image_ref(v, base_dir=base_dir) for v in (given or [])]
+    if images or column and row.get(column) is not None:
+        attach_images(messages, images)
+    return images

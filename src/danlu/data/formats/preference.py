@@ -8,12 +8,18 @@ Layouts (auto-detected among preference formats, or named with data.format):
   sharegpt_preference   {"conversations", "chosen": {"from", "value"}, "rejected": ..., "system"?,
                         "tools"?} (LLaMA-Factory's ranking layout)
   messages_preference   {"messages", "chosen": {"role", "content"}, "rejected": ..., "tools"?}
-  alpaca_preference     {"instruction", "input"?, "chosen", "rejected", "system"?}"""
+  alpaca_preference     {"instruction", "input"?, "chosen", "rejected", "system"?}
+
+Images (vision-language DPO / ORPO): image content parts in the prompt's messages, or an
+`images` list of paths beside `<image>` placeholders in the prompt (LLaMA-Factory's layout; without
+a placeholder the images go before the first user turn's text). Answers are text only."""
 
 from __future__ import annotations
 
+from danlu.chat.images import IMAGE, count_images
 from danlu.chat.messages import Preference, RowError
-from danlu.data.formats.base import Format, FormatOptions, check_roles, finish_messages, parse_json_field, text_field
+from danlu.data.formats.base import (Format, FormatOptions, check_roles, finish_messages, parse_json_field, row_images,
+                                     text_field)
 from danlu.data.formats.messages import parse_messages
 from danlu.data.formats.registry import register_format
 from danlu.data.formats.sharegpt import sharegpt_messages
@@ -21,14 +27,15 @@ from danlu.data.formats.sharegpt import sharegpt_messages
 PAIR = ("chosen", "rejected")
 
 
-def message_list(value, key: str) -> list[dict]:
-    """A message, a list of messages (role/content or from/value) → OpenAI messages."""
+def message_list(value, key: str, images: list | None = None) -> list[dict]:
+    """A message, a list of messages (role/content or from/value) → OpenAI messages; image content
+    parts are collected into `images` when given (else refused)."""
     items = [value] if isinstance(value, dict) else value
     if not isinstance(items, list) or not items or not all(isinstance(m, dict) for m in items):
         raise RowError(f"field {key!r} must be a string, a message or a list of messages")
     if all("from" in m and "role" not in m for m in items):
         return sharegpt_messages(items)
-    return parse_messages(items, key)
+    return parse_messages(items, key, images=images)
 
 
 def answer_messages(row: dict, key: str) -> list[dict]:
@@ -54,10 +61,15 @@ def prompt_messages(messages: list[dict], opts: FormatOptions, system=None) -> l
     return messages
 
 
-def make_pair(prompt: list[dict], chosen: list[dict], rejected: list[dict], tools=None) -> Preference:
+def make_pair(prompt: list[dict], chosen: list[dict], rejected: list[dict], tools=None, *, row: dict | None = None,
+              found: list | None = None) -> Preference:
+    """The pair; `row`'s `images` column (or the image parts `found` in the prompt) go with the prompt."""
     for answer in (chosen, rejected):
         check_roles(prompt + answer)
-    return Preference(prompt=prompt, chosen=chosen, rejected=rejected, tools=tools or None)
+    images = row_images(row, prompt, found=found) if row is not None else []
+    if count_images(chosen + rejected):
+        raise RowError(f"images go in the prompt; an answer holds an {IMAGE} placeholder")
+    return Preference(prompt=prompt, chosen=chosen, rejected=rejected, tools=tools or None, images=images)
 
 
 def split_implicit(chosen: list[dict], rejected: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
@@ -87,14 +99,15 @@ class PreferencePair(Format):
             chosen_all = message_list(row.get("chosen"), "chosen")
             rejected_all = message_list(row.get("rejected"), "rejected")
             prompt, chosen, rejected = split_implicit(chosen_all, rejected_all)
-            return make_pair(prompt_messages(prompt, opts, row.get("system")), chosen, rejected, tools)
-        raw = row["prompt"]
+            return make_pair(prompt_messages(prompt, opts, row.get("system")), chosen, rejected, tools, row=row)
+        raw, found = row["prompt"], []
         if isinstance(raw, str) or raw is None:
             prompt = [{"role": "user", "content": text_field(row, "prompt")}]
         else:
-            prompt = message_list(raw, "prompt")
+            prompt = message_list(raw, "prompt", images=found)
         prompt = prompt_messages(prompt, opts, row.get("system"))
-        return make_pair(prompt, answer_messages(row, "chosen"), answer_messages(row, "rejected"), tools)
+        return make_pair(prompt, answer_messages(row, "chosen"), answer_messages(row, "rejected"), tools, row=row,
+                         found=found)
 
 
 @register_format("sharegpt_preference")
@@ -106,7 +119,7 @@ class ShareGPTPreference(Format):
     def convert(self, row, opts: FormatOptions) -> Preference:
         prompt = prompt_messages(sharegpt_messages(row["conversations"]), opts, row.get("system"))
         tools = parse_json_field(row.get("tools"), "field 'tools'")
-        return make_pair(prompt, answer_messages(row, "chosen"), answer_messages(row, "rejected"), tools)
+        return make_pair(prompt, answer_messages(row, "chosen"), answer_messages(row, "rejected"), tools, row=row)
 
 
 @register_format("messages_preference")
@@ -116,9 +129,11 @@ class MessagesPreference(Format):
     priority = 20
 
     def convert(self, row, opts: FormatOptions) -> Preference:
-        prompt = prompt_messages(parse_messages(row["messages"]), opts, row.get("system"))
+        found: list = []
+        prompt = prompt_messages(parse_messages(row["messages"], images=found), opts, row.get("system"))
         tools = parse_json_field(row.get("tools"), "field 'tools'")
-        return make_pair(prompt, answer_messages(row, "chosen"), answer_messages(row, "rejected"), tools)
+        return make_pair(prompt, answer_messages(row, "chosen"), answer_messages(row, "rejected"), tools, row=row,
+                         found=found)
 
 
 @register_format("alpaca_preference")
@@ -132,4 +147,4 @@ class AlpacaPreference(Format):
         extra = text_field(row, "input", required=False)
         text = f"{instruction}\n{extra}" if instruction and extra else instruction or extra
         prompt = prompt_messages([{"role": "user", "content": text}], opts, row.get("system"))
-        return make_pair(prompt, answer_messages(row, "chosen"), answer_messages(row, "rejected"))
+        return make_pair(prompt, answer_messages(row, "chosen"), answer_messages(row, "rejected"), row=row)

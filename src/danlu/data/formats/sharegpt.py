@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from danlu.chat.messages import Conversation, RowError
 from danlu.chat.tools import normalise_tool_calls, normalise_tools
-from danlu.data.formats.base import Format, FormatOptions, describe_value, finish_messages
+from danlu.data.formats.base import Format, FormatOptions, describe_value, finish_messages, row_images
 from danlu.data.formats.registry import register_format
 
 ROLES = {
@@ -65,4 +65,6 @@ class ShareGPT(Format):
         system = row.get("system")
         if isinstance(system, str) and system.strip() and not (messages and messages[0]["role"] == "system"):
             messages.insert(0, {"role": "system", "content": system})
-        return Conversation(finish_messages(messages, opts), tools=normalise_tools(row.get("tools")))
+        messages = finish_messages(messages, opts)
+        images = row_images(row, messages)  # LLaMA-Factory's multimodal layout: images beside "<image>" turns
+        return Conversation(messages, tools=normalise_tools(row.get("tools")), images=images)

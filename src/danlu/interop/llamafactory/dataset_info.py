@@ -145,10 +145,11 @@ def _join(entry: Entry, attr: dict) -> None:
                 raise DataError(f"{section!r} must be an object", where=where)
             for key in names:  # as LLaMA-Factory: a mapping replaces every default, unnamed ones become unused
                 names[key] = given.get(key)
-    media = [c for c in ("images", "videos", "audios") if entry.columns.get(c)]
+    media = [c for c in ("videos", "audios") if entry.columns.get(c)]
     if media:
-        raise DataError(f"entry {entry.name!r} has {'/'.join(media)} columns: a multimodal dataset", where=where,
-                        hint="danlu's lf: reader trains text models; use a text-only entry")
+        raise DataError(f"entry {entry.name!r} has {'/'.join(media)} columns: a multimodal dataset "
+                        "beyond images (danlu trains on text and images)",
+                        where=where, hint="use an entry with text and images only (videos and audio are not supported)")
 
 
 def _env(name: str) -> bool:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from danlu.chat.messages import Conversation, Preference, Prompt, RowError, Text, Unpaired
 from danlu.chat.tools import normalise_tools
-from danlu.data.formats.base import FormatOptions, check_roles, describe_value, fill_placeholders, finish_messages
+from danlu.data.formats.base import (FormatOptions, check_roles, describe_value, fill_placeholders, finish_messages,
+                                    row_images)
 from danlu.data.formats.messages import parse_messages
 from danlu.data.formats.sharegpt import tool_call_message
 from danlu.errors import DataError
@@ -58,7 +59,7 @@ def _as_prompt(sample) -> Prompt:
     messages = sample.prompt if isinstance(sample, Preference) else sample.messages[:-1]
     if messages[-1]["role"] != "user":
         raise RowError(f"the prompt ends with a {messages[-1]['role']} turn; a prompt must end with a user turn")
-    return Prompt(messages)
+    return Prompt(messages, images=list(getattr(sample, "images", [])))
 
 
 def _col(entry, row: dict, name: str):
@@ -188,7 +189,8 @@ def _build(entry, kind: str, prompt: list, answers: list, system, row: dict, opt
     if kind == "conversation":
         if not answers:
             raise RowError(f"missing field {entry.columns.get('response')!r}")
-        return Conversation(finish_messages(head + prompt + answers, opts), tools=tools)
+        messages = finish_messages(head + prompt + answers, opts)
+        return Conversation(messages, tools=tools, images=_images(entry, row, messages, opts))
     prompt = finish_messages(head + prompt, opts, require_assistant_last=False)
     if prompt[-1]["role"] not in ("user", "tool"):
         raise RowError(f"the prompt ends with a {prompt[-1]['role']} turn; it must end with the user's")
@@ -198,10 +200,18 @@ def _build(entry, kind: str, prompt: list, answers: list, system, row: dict, opt
     if kind == "preference":
         if len(answers) != 2:
             raise RowError(f"missing field {entry.columns.get('chosen')!r} or {entry.columns.get('rejected')!r}")
-        return Preference(prompt, [answers[0]], [answers[1]], tools=tools)
+        return Preference(prompt, [answers[0]], [answers[1]], tools=tools, images=_images(entry, row, prompt, opts))
     if not answers:
         raise RowError(f"missing field {entry.columns.get('response')!r}")
     return Unpaired(prompt, answers[-1:], _label(_col(entry, row, "kto_tag"), entry.columns["kto_tag"]))
+
+
+def _images(entry, row: dict, messages: list[dict], opts: FormatOptions) -> list:
+    """The entry's `images` column (paths relative to dataset_dir, LLaMA-Factory's media_dir default)."""
+    column = entry.columns.get("images")
+    if not column:
+        return []
+    return row_images(row, messages, column=column, base_dir=opts.dataset_dir)
 
 
 def _filled(message: dict, opts: FormatOptions) -> dict:
