@@ -96,4 +96,4 @@ def test_samples_command_writes_both_layouts(tmp_path):
     assert len(list((tmp_path / "img" / "images").glob("*/*.png"))) == 6
     assert len((tmp_path / "img" / "labels.jsonl").read_text().splitlines()) == 6
     proc = run_cli("data", "samples", "voice", str(tmp_path / "x"))
-    assert proc.returncode == 2 and "image or speech" in proc.stderr
+    assert proc.returncode == 2 and "image, speech or vlm" in proc.stderr
