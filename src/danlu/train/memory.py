@@ -3,8 +3,8 @@ freed, but scattered long-lived blocks pin the pages between them, so a process'
 about twice its live bytes over a run (measured on the CPU bench: 1.6 GB live, 3.3 GB RSS).
 `malloc_trim(0)` every TRIM_EVERY optimizer steps hands the free pages back (madvise), so the peak
 RSS follows the live peak. Cost: the next step faults those pages in again — trimming after every
-step cost ~20% of the CPU bench's step time (issue 24: steps 3..12 took 11.6 CPU-s trimmed every
-step, 9.3 every 4th step, 8.9 never, at the same peak RSS over those steps);
+step cost ~15-20% of the CPU bench's step time (issue 24: steps 3..12 took 10.7 CPU-s trimmed every
+step, 9.7 every 4th step, 9.0 never, at about the same peak RSS over those steps);
 `train.release_memory: false` turns it off."""
 
 from __future__ import annotations
