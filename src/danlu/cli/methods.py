@@ -39,6 +39,6 @@ def methods(
         merge = "yes" if r["can_merge"] else ("n/a (saves the model)" if r["artefact"] == "model" else "no")
         table.add_row(name, r["trains"], *counts, merge, r["inference_cost"], r["memory_class"])
     Console().print(table)  # the terminal's width (80 when piped; COLUMNS overrides); cells wrap
-    typer.echo("Vision-language models (builtin:tiny-vl, Qwen2-VL, LLaVA ...): every method also takes "
-               "method.freeze_vision_tower and method.freeze_projector (default true: the image side stays "
-               "frozen; LoRA's all-linear adapts the language model only).")
+    Console().print("Vision-language models (builtin:tiny-vl, Qwen2-VL, LLaVA ...): every method also takes "
+                    "method.freeze_vision_tower and method.freeze_projector (default true: the image side stays "
+                    "frozen; LoRA's all-linear adapts the language model only).", markup=False)  # wraps

@@ -28,12 +28,12 @@ def keep_mask(shape, p: float, device=None) -> torch.Tensor:
     return words.view(torch.int16)[:n].view(shape) >= threshold
 
 
-class FastDropout(nn.Module):
-    """nn.Dropout with a cheaper mask on CPU; identity in eval mode or at p = 0."""
+class FastDropout(nn.Dropout):
+    """nn.Dropout with a cheaper mask on CPU; identity in eval mode or at p = 0. A subclass, so code
+    that finds dropout by type still finds it (TRL's DPO/KTO/ORPO set every nn.Dropout's p to 0)."""
 
     def __init__(self, p: float):
-        super().__init__()
-        self.p = float(p)
+        super().__init__(float(p))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:

@@ -69,10 +69,16 @@ def _regular_tokens(tokenizer) -> list[tuple[int, str, bool]]:
         if i in special:
             continue
         after_zero = tokenizer.decode([zero, i])[1:]  # keeps a word-start token's leading space
-        if "\ufffd" in after_zero:
+        if "\ufffd" in after_zero or not _json_safe(after_zero):
             continue
         out.append((i, after_zero, len(after_zero) > len(tokenizer.decode([i]))))
     return out
+
+
+def _json_safe(text: str) -> bool:
+    """JSON allows no raw control character inside a string; the library checks only newlines there,
+    so a token holding U+0000–U+001F (a tab too) is left out; "\n"/"\r" stay for whitespace between values."""
+    return all(ord(c) >= 0x20 or c in "\n\r" for c in text)
 
 
 def _tokenizer_data(tokenizer, stop_ids: tuple[int, ...]):
@@ -82,9 +88,13 @@ def _tokenizer_data(tokenizer, stop_ids: tuple[int, ...]):
     with _LOCK:
         if key not in _DATA:
             # the answer ends with the template's turn-end token(s), not necessarily the tokenizer's EOS
-            _DATA[key] = TokenEnforcerTokenizerData(_regular_tokens(tokenizer),
-                                                    lambda ids: tokenizer.decode(ids).rstrip("\ufffd"),
-                                                    list(stop_ids), False, len(tokenizer))
+            data = TokenEnforcerTokenizerData(_regular_tokens(tokenizer),
+                                              lambda ids: tokenizer.decode(ids).rstrip("\ufffd"),
+                                              list(stop_ids), False, len(tokenizer))
+            # a string's alphabet is every one-character token, "\n" and "\r" included: JSON forbids them
+            # inside strings (whitespace between values is allowed by the parser on its own)
+            data.tokenizer_alphabet = "".join(c for c in data.tokenizer_alphabet if ord(c) >= 0x20)
+            _DATA[key] = data
         return _DATA[key]
 
 

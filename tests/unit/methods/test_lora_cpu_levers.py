@@ -111,3 +111,17 @@ def test_bf16_lora_trains_with_and_without_gradient_checkpointing(tmp_path, chec
                  gradient_checkpointing=checkpointing)
     trained = train(cfg)
     assert len(trained.losses) == 2 and all(l == l for l in trained.losses)  # two finite steps
+
+
+def test_fast_dropout_is_found_and_switched_off_as_nn_dropout():
+    """TRL's preference trainers disable dropout by type (`isinstance(m, nn.Dropout)`: p = 0): the
+    fast mask must obey, or DPO's first loss is no longer log 2 (policy ≠ reference)."""
+    import torch
+    from trl.trainer.utils import disable_dropout_in_model
+
+    from danlu.methods.fast_dropout import FastDropout
+
+    layer = torch.nn.Sequential(FastDropout(0.5)).train()
+    disable_dropout_in_model(layer)
+    x = torch.ones(64, 64)
+    assert torch.equal(layer(x), x)
