@@ -26,6 +26,10 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
 class StepProfiler(TrainerCallback):
     def __init__(self, at: int, n: int, stop_after: int):
         self.at, self.n, self.stop_after = at, n, stop_after
@@ -84,8 +88,9 @@ def main() -> None:
     timed = [s for s in cb.steps if s["step"] >= args.at]
     cpu, wall = sum(s["cpu_s"] for s in timed), sum(s["wall_s"] for s in timed)
     print(f"{args.side}: steps {args.at}..{cb.steps[-1]['step']}: {cpu:.2f} CPU-s, {wall:.2f} s wall "
-          f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    summary = {"side": args.side, "steps": cb.steps, "cpu_s": cpu, "wall_s": wall, "src": os.environ.get("DANLU_SRC")}
+          f"(load {os.getloadavg()[0]:.1f}), peak RSS {peak_rss_gib():.3f} GiB", flush=True)
+    summary = {"side": args.side, "steps": cb.steps, "cpu_s": cpu, "wall_s": wall, "src": os.environ.get("DANLU_SRC"),
+               "peak_rss_gib": peak_rss_gib(), "load": os.getloadavg()[0]}
     if args.n == 0:
         if args.out:
             Path(args.out).write_text(json.dumps(summary, indent=2))

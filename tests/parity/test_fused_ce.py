@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from danlu.data.collate import PackingCollator
-from danlu.train.fused_ce import OutputCapture, chunked_linear_ce, fused_head_supported
+from danlu.train.fused_ce import CEWorkspace, OutputCapture, chunked_linear_ce, fused_head_supported
 from danlu.train.loss import causal_lm_loss
 from tests.parity.test_packing import _features, _model
 
@@ -29,6 +29,25 @@ def test_chunked_matches_reference(chunk):
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(h.grad, 2 * gh, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(w.grad, 2 * gw, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_workspace_gives_the_same_bits(dtype):
+    """Reused chunk buffers (issue 24): bit-equal loss and gradients, over calls of several sizes
+    (the last chunk shorter, a later call longer than the buffers), under bf16 autocast too."""
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(300, 16, generator=g).to(dtype).requires_grad_()
+    ws = CEWorkspace()
+    for n in (10, 7, 13):
+        h = torch.randn(n, 16, generator=g).to(dtype).requires_grad_()
+        t = torch.randint(0, 300, (n,), generator=g)
+        for autocast in (False, True):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                got, want = (chunked_linear_ce(h, w, t, 5.0, chunk=4, workspace=x) for x in (ws, None))
+                grads = [torch.autograd.grad(o, (h, w)) for o in (got, want)]
+            assert torch.equal(got, want)
+            assert all(torch.equal(a, b) for a, b in zip(*grads))
+    assert ws._bufs, "the workspace was used"
 
 
 @pytest.mark.parametrize("lora", [False, True])

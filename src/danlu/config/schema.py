@@ -153,7 +153,7 @@ class TrainConfig(StrictModel):
         "steady-state tokens/s after ~2 minutes of compiling; off by default.",
     )
     release_memory: bool = Field(
-        True, description="CPU runs: hand freed heap memory back to the OS after every step (glibc malloc_trim): "
+        True, description="CPU runs: hand freed heap memory back to the OS every 4 optimizer steps (glibc malloc_trim): "
         "peak RSS follows live memory, for a few % of speed. No effect on GPU runs.",
     )
     logging_steps: int = Field(10, ge=1, description="Write metrics.jsonl and the progress bar every N steps.")

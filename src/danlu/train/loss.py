@@ -66,5 +66,6 @@ def _fused_loss(model, inputs, shift, num_items_in_batch, capture):
     denom = num_items_in_batch if num_items_in_batch is not None else n_tokens.clamp(min=1)
     if torch.is_tensor(denom):
         denom = denom.to(hidden.device)
-    loss = chunked_linear_ce(hidden[valid], capture.head.weight, targets[valid], denom)
+    loss = chunked_linear_ce(hidden[valid], capture.head.weight, targets[valid], denom,
+                             workspace=capture.workspace)
     return loss, n_tokens, outputs
