@@ -31,7 +31,8 @@ def _accuracy(model_dir, test_file) -> float:
     return right / n
 
 
-@pytest.mark.parametrize("name", ["builtin:tiny-vl", "builtin:tiny-llava", "builtin:tiny-gemma3"])
+@pytest.mark.parametrize("name", ["builtin:tiny-vl", "builtin:tiny-llava", "builtin:tiny-gemma3",
+                                  "builtin:tiny-idefics3"])
 def test_vlm_sft_learns_the_colour(name, tmp_path):
     from danlu.synth.shapes import write_shapes
 

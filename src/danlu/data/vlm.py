@@ -34,7 +34,7 @@ def image_token_ids(processor) -> set[int]:
     tok = processor.tokenizer
     ids = {getattr(processor, "image_token_id", None)}
     for owner in (processor, tok):  # Gemma 3 keeps its soft image token on the tokenizer only
-        for name in ("image_token", "boi_token", "eoi_token", "video_token"):
+        for name in ("image_token", "boi_token", "eoi_token", "video_token", "fake_image_token", "global_image_tag"):
             text = getattr(owner, name, None)
             if isinstance(text, str):
                 ids.add(tok.convert_tokens_to_ids(text))

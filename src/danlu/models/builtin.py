@@ -14,6 +14,7 @@ seeded random init. Sizes:
   tiny-vl     Qwen2-VL-shaped vision-language model, 56 px images (models/builtin_vlm.py)  ~0.8M
   tiny-llava  LLaVA-shaped: tiny CLIP vision tower + projector + tiny Llama, 56 px images
   tiny-gemma3 Gemma 3-shaped: tiny SigLIP tower pooled to 4 soft tokens + tiny Gemma 3 text model
+  tiny-idefics3  Idefics3 / SmolVLM-shaped: tiny SigLIP-style tower, pixel shuffle + linear connector, tiny Llama
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ SPECS: dict[str, Spec] = {
     "tiny-bert": Spec("bert", 64, 2, 4, 4, 128, max_positions=512),
     "tiny-vit": Spec("vit", 64, 2, 4, 4, 128),
     "tiny-whisper": Spec("whisper", 64, 2, 4, 4, 128, max_positions=64),
-    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava | gemma3
+    **VLM_SPECS,  # vision-language: arch qwen2-vl | llava | gemma3 | idefics3
 }
 
 

@@ -1,8 +1,10 @@
 """The builtin vision-language models: `builtin:tiny-vl` (Qwen2-VL-shaped), `builtin:tiny-llava`
 (LLaVA-shaped: a tiny CLIP vision tower, a projector and a tiny Llama) and `builtin:tiny-gemma3`
-(Gemma 3-shaped: a tiny SigLIP tower, pooled into 4 soft tokens per image), built offline from configs
+(Gemma 3-shaped: a tiny SigLIP tower, pooled into 4 soft tokens per image) and `builtin:tiny-idefics3`
+(Idefics3 / SmolVLM-shaped: a tiny SigLIP-style tower, pixel shuffle and one linear connector, a tiny
+Llama; image splitting off, so one image is 4 `<image>` tokens between `<fake_token_around_image>`s), built offline from configs
 with the builtin byte-level BPE tokenizer extended by each family's vision tokens, a processor
-(Qwen2VLImageProcessorPil / CLIPImageProcessorPil: no torchvision needed) and a ChatML chat
+(Qwen2VLImageProcessorPil / CLIPImageProcessorPil / Idefics3ImageProcessorPil: no torchvision needed) and a ChatML chat
 template that renders image content parts. Saved as ordinary Hugging Face folders, so
 `AutoModelForImageTextToText.from_pretrained(dir)` and `AutoProcessor.from_pretrained(dir)` load them.
 
@@ -18,6 +20,7 @@ from pathlib import Path
 VLM_VERSION = 1
 QWEN2_VL_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 LLAVA_TOKENS = ["<image>"]
+IDEFICS3_TOKENS = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
 GEMMA3_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
 
 # ChatML whose content may be a string or a list of parts ({"type": "image"} / {"type": "text"});
@@ -41,7 +44,7 @@ _TEMPLATE = (
 
 @dataclass(frozen=True)
 class VlmSpec:
-    arch: str  # qwen2-vl | llava
+    arch: str  # qwen2-vl | llava | gemma3 | idefics3
     hidden: int
     layers: int
     heads: int
@@ -59,6 +62,7 @@ VLM_SPECS: dict[str, VlmSpec] = {
     "tiny-vl": VlmSpec("qwen2-vl", 64, 2, 4, 2, 176, image_size=56),
     "tiny-llava": VlmSpec("llava", 64, 2, 4, 2, 176, image_size=56),
     "tiny-gemma3": VlmSpec("gemma3", 64, 2, 4, 2, 176, image_size=56),
+    "tiny-idefics3": VlmSpec("idefics3", 64, 2, 4, 2, 176, image_size=56),
 }
 
 
@@ -72,7 +76,8 @@ def vlm_tokenizer(arch: str, bpe):
     vision tokens and a chat template that renders image parts."""
     from transformers import PreTrainedTokenizerFast
 
-    extra = {"qwen2-vl": QWEN2_VL_TOKENS, "gemma3": list(GEMMA3_TOKENS.values())}.get(arch, LLAVA_TOKENS)
+    extra = {"qwen2-vl": QWEN2_VL_TOKENS, "gemma3": list(GEMMA3_TOKENS.values()),
+             "idefics3": IDEFICS3_TOKENS}.get(arch, LLAVA_TOKENS)
     named = {"extra_special_tokens": GEMMA3_TOKENS} if arch == "gemma3" else {}  # Gemma3Processor reads tok.boi_token ...
     tok = PreTrainedTokenizerFast(
         **named,
@@ -111,6 +116,8 @@ def vlm_config(spec: VlmSpec, vocab: int, ids: dict[str, int]):
                              vision_end_token_id=ids.get("<|vision_end|>", 0))
     if spec.arch == "gemma3":
         return _gemma3_config(spec, text, ids)
+    if spec.arch == "idefics3":
+        return _idefics3_config(spec, text, ids)
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
 
     vision = CLIPVisionConfig(hidden_size=spec.vision_hidden, intermediate_size=2 * spec.vision_hidden,
@@ -137,6 +144,17 @@ def _gemma3_config(spec: VlmSpec, text: dict, ids: dict[str, int]):
                         initializer_range=spec.hidden**-0.5, tie_word_embeddings=True)
 
 
+def _idefics3_config(spec: VlmSpec, text: dict, ids: dict[str, int]):
+    """Idefics3 (SmolVLM's architecture): 56 px / 14 px patches = 16, pixel-shuffled by 2 into 4 tokens."""
+    from transformers import Idefics3Config
+
+    vision = dict(hidden_size=spec.vision_hidden, intermediate_size=2 * spec.vision_hidden,
+                  num_hidden_layers=spec.vision_layers, num_attention_heads=spec.vision_heads,
+                  image_size=spec.image_size, patch_size=14, initializer_range=spec.vision_hidden**-0.5)
+    return Idefics3Config(text_config=text, vision_config=vision, scale_factor=2, tie_word_embeddings=True,
+                          image_token_id=ids.get("<image>", 0), pad_token_id=text["pad_token_id"])
+
+
 def vlm_processor(spec: VlmSpec, tok):
     if spec.arch == "qwen2-vl":
         from transformers import Qwen2VLImageProcessorPil, Qwen2VLProcessor
@@ -153,6 +171,13 @@ def vlm_processor(spec: VlmSpec, tok):
         images = Gemma3ImageProcessorPil(size={"height": spec.image_size, "width": spec.image_size})
         return Gemma3Processor(image_processor=images, tokenizer=tok, chat_template=tok.chat_template,
                                image_seq_length=4)
+    if spec.arch == "idefics3":
+        from transformers import Idefics3ImageProcessorPil, Idefics3Processor
+
+        side = {"longest_edge": spec.image_size}
+        images = Idefics3ImageProcessorPil(size=side, max_image_size=side, do_image_splitting=False)
+        return Idefics3Processor(image_processor=images, tokenizer=tok, chat_template=tok.chat_template,
+                                 image_seq_len=(spec.image_size // 14 // 2) ** 2)
     from transformers import CLIPImageProcessorPil, LlavaProcessor
 
     images = CLIPImageProcessorPil(size={"shortest_edge": spec.image_size},

@@ -15,7 +15,7 @@ def builtin_params(key: str) -> int:
 
     s = SPECS[key]
     with torch.device("meta"):
-        if s.arch in ("qwen2-vl", "llava", "gemma3"):
+        if s.arch in ("qwen2-vl", "llava", "gemma3", "idefics3"):
             from transformers import AutoModelForImageTextToText
 
             from danlu.models.builtin_vlm import vlm_config
@@ -43,7 +43,8 @@ def builtin_params(key: str) -> int:
 
 
 TEMPLATE_OF = {"bert": "none (encoder)", "vit": "none (images)", "whisper": "none (speech)",
-               "qwen2-vl": "chatml + images", "llava": "chatml + images", "gemma3": "chatml + images"}
+               "qwen2-vl": "chatml + images", "llava": "chatml + images", "gemma3": "chatml + images",
+               "idefics3": "chatml + images"}
 
 
 def _human(n: int) -> str:

@@ -87,7 +87,8 @@ def test_text_model_refuses_image_rows(tmp_path):
     assert "model is text-only" in json.dumps(report.dropped)
 
 
-@pytest.mark.parametrize("name", ["builtin:tiny-vl", "builtin:tiny-llava", "builtin:tiny-gemma3"])
+@pytest.mark.parametrize("name", ["builtin:tiny-vl", "builtin:tiny-llava", "builtin:tiny-gemma3",
+                                  "builtin:tiny-idefics3"])
 def test_labels_golden_against_the_processor(name, tmp_path):
     """ids = the processor's own apply_chat_template + expansion; labels exactly the answers'
     tokens and their <|im_end|>; no image token is ever labelled."""

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 
 @pytest.mark.parametrize("name, image_tokens", [("builtin:tiny-vl", 4), ("builtin:tiny-llava", 16),
-                                                ("builtin:tiny-gemma3", 4)])
+                                                ("builtin:tiny-gemma3", 4), ("builtin:tiny-idefics3", 4)])
 def test_vision_params_match_the_model(name, image_tokens):
     from transformers import AutoConfig, AutoModelForImageTextToText
 
