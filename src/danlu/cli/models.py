@@ -9,10 +9,20 @@ def register(app: typer.Typer) -> None:
     app.command("models", help="List the builtin and packaged (pkg:*) models: params, architecture, template, installed.")(models)
 
 
-def models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+def models(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+           prepare: list[str] = typer.Option(None, "--prepare", metavar="pkg:NAME",
+                                             help="Dequantise a packaged model's GGUF into danlu's cache now (once; "
+                                                  "`make setup` does it for the demo's model) and print its folder.")):
     import json
 
     from danlu.models.catalog import model_rows
+
+    if prepare:
+        from danlu.models.packaged import packaged_path
+
+        for name in prepare:
+            typer.echo(f"{name}: {packaged_path(name)}")
+        return
 
     rows = model_rows()
     if as_json:

@@ -39,3 +39,10 @@ def test_danlu_models_lists_builtin_and_packaged_models():
     assert rows["pkg:gemma3-270m"]["template"] == "gemma"
     for name in ("pkg:smollm2-135m-instruct", "pkg:gemma3-270m"):
         assert rows[name]["installed"] == packaged.installed(packaged.PACKAGED[name[4:]])
+
+
+def test_models_prepare_refuses_an_unknown_name_plainly():
+    """`danlu models --prepare` (run by `make setup` for the demo's model): a wrong name is exit 2 naming the choices."""
+    res = run_cli("models", "--prepare", "pkg:nope")
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "pkg:nope" in res.stderr and "pkg:gemma3-270m" in res.stderr and "Traceback" not in res.stderr
