@@ -98,15 +98,20 @@ def encode_split(ctx, samples, report: DataReport, label2id: dict[str, int]) -> 
     return rows
 
 
+def label_ids(labels: list[str], hint: str) -> dict[str, int]:
+    """label name → class id; a DataError at data.train when the training data has fewer than 2 labels."""
+    if len(labels) < 2:
+        raise DataError(f"classification needs at least 2 labels; the training data has {labels}",
+                        where="data.train", hint=hint)
+    return {name: i for i, name in enumerate(labels)}
+
+
 def build_classify_datasets(ctx, opts):
     """(train rows, eval rows or None, label names)."""
     data_cfg = ctx.config.data
     train_samples, train_report = read_samples(ctx, opts, data_cfg.train, "train")
     labels = label_set(train_samples, opts.labels)
-    if len(labels) < 2:
-        raise DataError(f"classification needs at least 2 labels; the training data has {labels}",
-                        where="data.train", hint="check classify.label_column")
-    label2id = {name: i for i, name in enumerate(labels)}
+    label2id = label_ids(labels, hint="check classify.label_column")
     train = encode_split(ctx, train_samples, train_report, label2id)
     held = None
     if data_cfg.eval:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from danlu.data.media import read_image
 from danlu.data.report import DataReport
-from danlu.errors import DataError
+from danlu.stages._classify_data import label_ids
 from danlu.stages._media_data import ImageRows, finish_report, media_rows, split_rows
 
 
@@ -46,10 +46,7 @@ def build_image_datasets(ctx, opts):
     data_cfg = ctx.config.data
     train_rows, train_report = _read(ctx, opts, data_cfg.train, "train")
     labels = image_label_set(train_rows, opts.labels)
-    if len(labels) < 2:
-        raise DataError(f"classification needs at least 2 labels; the training data has {labels}",
-                        where="data.train", hint="a folder per class, or check classify.label_column")
-    label2id = {name: i for i, name in enumerate(labels)}
+    label2id = label_ids(labels, hint="a folder per class, or check classify.label_column")
     train_rows = _known(train_rows, train_report, label2id)
     finish_report(ctx, train_report, len(train_rows))
     if data_cfg.eval:
