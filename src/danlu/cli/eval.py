@@ -29,6 +29,8 @@ def eval_cmd(
     schema: str = typer.Option(None, "--schema", help="JSON schema file for schema_match (default: the reference's own shape)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
+    dtype: str = typer.Option("auto", "--dtype", help="Weights and compute: auto (bf16 on a GPU, fp32 on a CPU), fp32, bf16 "
+                              "(4x faster on CPUs with AMX / AVX512-BF16, the precision danlu trains in there) or fp16."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy (default)."),
     top_p: float = typer.Option(1.0, "--top-p"),
     seed: int = typer.Option(None, "--seed", help="Seed for sampling (temperature > 0)."),
@@ -48,11 +50,14 @@ def eval_cmd(
     from danlu.errors import UserError
     from danlu.eval.run import EvalOptions, run_eval
 
+    if dtype not in ("auto", "fp32", "bf16", "fp16"):
+        raise UserError(f"--dtype must be auto, fp32, bf16 or fp16, not {dtype!r}", where="--dtype")
     if mc_style not in ("letter", "text"):
         raise UserError(f"--mc-style must be letter or text, not {mc_style!r}", where="--mc-style")
     opts = EvalOptions(
         data=list(data or []), compare=compare, out_dir=out_dir, fmt=fmt, system=system, limit=limit,
         metrics=_split(metrics) or None, schema=schema, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        dtype=dtype,
         temperature=temperature, top_p=top_p, seed=seed, loss=not no_loss, bench=list(bench or []),
         bench_split=bench_split, shots=shots, mc_style=mc_style, mc_chat=mc_chat,
         judge=_judge(target, judge or bool(judge_url), judge_config, judge_url, judge_model),

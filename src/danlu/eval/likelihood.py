@@ -31,11 +31,52 @@ def _forward_nll(model, rows: list[tuple[list[int], list[int]]], pad_id: int):
     for b, (x, y) in enumerate(rows):
         ids[b, :len(x)], labels[b, :len(y)], mask[b, :len(x)] = torch.tensor(x), torch.tensor(y), 1
     device = next(model.parameters()).device
-    with torch.no_grad():
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
     target = labels[:, 1:].to(device)  # (B, T-1): token t+1 is predicted at position t
-    nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE, reduction="none")
-    return nll.sum(-1).tolist(), target.ne(IGNORE).sum(-1).tolist()
+    counts = target.ne(IGNORE).sum(-1)
+    with torch.no_grad():
+        hidden = _label_hidden(model, ids.to(device), mask.to(device))
+        if hidden is None:  # an output layer of another kind: every position's logits
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
+            nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE,
+                                  reduction="none")
+            return nll.sum(-1).tolist(), counts.tolist()
+        return _label_nll(hidden[:, :-1], target, _head_weight(model)).tolist(), counts.tolist()
+
+
+def _head_weight(model):
+    return model.get_output_embeddings().weight
+
+
+def _label_hidden(model, ids, mask):
+    """The output layer's input at every position (B, T, d), the model computing no logits; None
+    where the output layer is not a plain linear one (train.fused_ce decides, as for training)."""
+    from danlu.train.fused_ce import OutputCapture, fused_head_supported
+
+    if not fused_head_supported(model):
+        return None
+    capture = OutputCapture(model)
+    try:
+        capture.active = True
+        model(input_ids=ids, attention_mask=mask, use_cache=False)
+        return capture.take()
+    finally:
+        capture.remove()
+
+
+def _label_nll(hidden, target, weight, chunk: int = 256):
+    """Summed NLL per row of the label positions only: a (tokens × vocabulary) fp32 block for the
+    answers instead of for every position (gemma-3's 262k vocabulary: 1 MB per position)."""
+    import torch
+    import torch.nn.functional as F
+
+    keep = target.ne(IGNORE)
+    h, t = hidden[keep], target[keep]
+    row = keep.nonzero()[:, 0]
+    sums = torch.zeros(target.shape[0], dtype=torch.float32, device=hidden.device)
+    for s in range(0, len(t), chunk):
+        logits = (h[s:s + chunk] @ weight.t()).float()
+        sums.index_add_(0, row[s:s + chunk], F.cross_entropy(logits, t[s:s + chunk], reduction="none"))
+    return sums
 
 
 def held_out_loss(loaded, conversations, *, max_length: int = 2048, batch_size: int = 8) -> HeldOut:

@@ -35,6 +35,7 @@ class EvalOptions:
     schema: str | None = None  # JSON schema file for schema_match
     max_new_tokens: int = 256
     batch_size: int = 16
+    dtype: str = "auto"  # auto | fp32 | bf16 | fp16: weights and compute of the models evaluated
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
@@ -111,7 +112,7 @@ def evaluate_model(source: str, items, names: list[str], inputs, opts: EvalOptio
     result = ModelEval(source)
     run = run_dir_of(source)
     result.run_dir = str(run) if run else None
-    loaded = load_for_inference(source)
+    loaded = load_for_inference(source, dtype=_torch_dtype(opts.dtype))
     if items:
         result.answers = generate_answers(loaded, items, max_new_tokens=opts.max_new_tokens,
                                           batch_size=opts.batch_size, temperature=opts.temperature,
@@ -130,6 +131,13 @@ def evaluate_model(source: str, items, names: list[str], inputs, opts: EvalOptio
     del loaded
     gc.collect()
     return result
+
+
+def _torch_dtype(name: str):
+    """None for auto (load_for_inference decides: bf16 on a GPU, fp32 on a CPU)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(name)
 
 
 def _held_out(loaded, items, opts: EvalOptions, result: ModelEval) -> None:
@@ -248,7 +256,8 @@ def build_summary(target, compare, opts: EvalOptions, items, names, model: Model
         "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "model": target, "base": compare, "data": opts.data, "n_samples": len(items),
         "generation": {"max_new_tokens": opts.max_new_tokens, "temperature": opts.temperature,
-                       "top_p": opts.top_p, "seed": opts.seed, "batch_size": opts.batch_size},
+                       "top_p": opts.top_p, "seed": opts.seed, "batch_size": opts.batch_size,
+                       "dtype": opts.dtype},
         "metric_names": names,
         "metrics": {"model": model.figures, "base": base.figures if base else None, "delta": delta},
         "labels": {k: describe(k) for k in figures},

@@ -110,7 +110,7 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
             tpl = resolve_template(tok, "auto")
             step.next("model")
             model = load_model(target, task="image_text" if vision else task or "causal_lm", dtype=dtype)
-            model = model.to(device).eval()
+            model = contiguous_head_input(model.to(device).eval())
         processor = load_processor(target) if vision else None
         return Loaded(model, tok, tpl.stop_token_ids(), {}, target, target, processor)
     info = json.loads((artefact / "danlu.json").read_text(encoding="utf-8"))
@@ -125,11 +125,30 @@ def load_for_inference(target: str, *, dtype=None, device: str | None = None, me
     stop = info.get("stop_token_ids") or [tok.eos_token_id]
     if not getattr(model, "is_quantized", False):
         model = model.to(device)  # bitsandbytes places quantised weights itself
-    model = model.eval()
+    model = contiguous_head_input(model.eval())
     processor = None
     if _vision_artefact(artefact, info):
         processor = load_processor(str(artefact), fallback=info.get("base_model"))
     return Loaded(model, tok, stop, info, str(artefact), info.get("base_model", ""), processor)
+
+
+def contiguous_head_input(model):
+    """Hand the output layer a contiguous input. Generation projects only the last position, a
+    strided view of the hidden states, and torch's CPU linear is slow on a strided 3-D input whose
+    weight does not require grad: 1.2 s instead of 0.18 s in fp32, and 42 s instead of 0.03 s in
+    bf16, for 52 rows through gemma-3's 262k-entry head (torch 2.13, measured). The copy is one
+    row per sequence."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and not getattr(head, "_danlu_contiguous", False):
+        head.register_forward_pre_hook(_make_contiguous)
+        head._danlu_contiguous = True
+    return model
+
+
+def _make_contiguous(module, args):
+    if args and hasattr(args[0], "is_contiguous") and not args[0].is_contiguous():
+        return (args[0].contiguous(), *args[1:])
+    return None
 
 
 def _vision_artefact(artefact: Path, info: dict) -> bool:

@@ -9,6 +9,7 @@ import logging
 import time
 
 from danlu.errors import UserError
+from danlu.infer.load import contiguous_head_input
 from danlu.infer.vision import is_vision_model, load_processor
 from danlu.serve.adapters import ModelEntry, Target, attach, detach, prepare_adapter
 from danlu.serve.engine import RETRY, Engine
@@ -53,6 +54,7 @@ class HFBackend:
             self.vision = is_vision_model(target.base_path)
             model = load_model(target.base_path, task="image_text" if self.vision else "causal_lm",
                                dtype=pick_dtype(device), trust_remote_code=trust).to(device).eval()
+            contiguous_head_input(model)
             self.base: ModelEntry = target.base
             self._with_processor(self.base, None)
             self.adapters: dict[str, ModelEntry] = {}
