@@ -25,8 +25,10 @@ class Numerics:
     stream: int = 2  # the residual stream (fp32 when the embeddings are fp32)
     act: int = 2  # matmul outputs
     mask: int = 1  # dropout masks: bool on CUDA; a float noise tensor on CPU
-    attn: str = "sdpa"  # sdpa | eager | flash_attention_2
+    attn: str = "sdpa"  # sdpa | eager | flash_attention_2 | danlu_varlen_sdpa (per-sample causal SDPA)
     mask_4d: bool = True  # a (B, 1, L, L) mask reaches attention (packing, or padding with sdpa/eager)
+    lora_uncast: bool = False  # under autocast LoRA inputs stay in the compute dtype (methods.lora
+    # training_forward_context: PEFT's fp32 cast skipped), so a CPU dropout mask is 16-bit too
     liger: bool = False  # Liger's RMSNorm (saves its input as is + rstd) and SwiGLU (saves gate and up only)
     quant_out: int | None = None  # bytes of a quantised base linear's output when autocast does not
     # set it: bitsandbytes computes in bnb_4bit_compute_dtype, which danlu sets to fp32 on a CPU
@@ -112,7 +114,7 @@ class BlockWalk:
         # LoRA: B(A(dropout(x))) · scaling; PEFT casts x to the adapter's fp32 first
         if ad.dropout > 0:
             if x.grad:
-                s.add(f"{lin.name}.drop_mask", lin.d_in, n.mask)
+                s.add(f"{lin.name}.drop_mask", lin.d_in, 2 if n.lora_uncast and n.mask == 4 else n.mask)
             if n.autocast:
                 s.add(f"{lin.name}.a_in16", lin.d_in, 2)
             else:
@@ -132,7 +134,10 @@ class BlockWalk:
         if not (q.grad or k.grad or v.grad or self.m.prefix_tokens):
             return T("attn.out", n.act, False)
         b = n.act if n.autocast else q.nbytes
-        repeat = n.attn != "flash_attention_2" and (n.mask_4d or self.m.prefix_tokens) and a.kv_heads != a.heads
+        # grouped keys/values are repeated to every head where SDPA takes a mask (or the prefix), and
+        # by danlu_varlen_sdpa before it slices the samples
+        repeat = n.attn != "flash_attention_2" and (n.mask_4d or self.m.prefix_tokens
+                                                    or n.attn == "danlu_varlen_sdpa") and a.kv_heads != a.heads
         kv = a.q_dim if repeat else a.kv_dim
         kv_scale = 1.0 + (self.m.prefix_tokens / max(self.seq, 1))  # keys include the virtual prefix
         s.add("attn.q", a.q_dim, b)
@@ -148,6 +153,8 @@ class BlockWalk:
             s.add("attn.lse", a.heads, 4)
         if (n.mask_4d or self.m.prefix_tokens) and n.attn != "flash_attention_2":
             s.add_quadratic("attn.mask", 1, b)  # the bool mask becomes an additive float mask, per block
+        if n.attn == "danlu_varlen_sdpa":  # the samples' outputs (saved by SDPA) are concatenated into a
+            return T("attn.out_cat", b, True)  # new tensor: o_proj saves that one when its weight trains
         return T("attn.out", b, True)
 
     def add(self, tag: str, x: T, y: T) -> T:

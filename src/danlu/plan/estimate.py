@@ -79,8 +79,9 @@ def numerics(spec) -> Numerics:
     # dropout masks: bool on CUDA; on a CPU a float noise tensor of the (fp32) LoRA input
     return Numerics(device=spec.device, autocast=low and not pure16, stream=stream, act=2 if low else 4,
                     mask=4 if spec.device == "cpu" else 1, attn=spec.attn,
-                    mask_4d=spec.attn != "flash_attention_2", liger=spec.liger and spec.device == "cuda",
-                    quant_out=quant_out)
+                    mask_4d=spec.attn not in ("flash_attention_2", "danlu_varlen_sdpa"),
+                    liger=spec.liger and spec.device == "cuda", quant_out=quant_out,
+                    lora_uncast=low and not shape.quant_bits and not any(a.dora for a in shape.adapters.values()))
 
 
 # ---- persistent terms ----------------------------------------------------------------------------

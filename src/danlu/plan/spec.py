@@ -103,7 +103,10 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
         stage_options=cfg.stage_options(), batch_size=t.batch_size, grad_accum=t.grad_accum,
         max_length=t.max_length, packing=runplan.packing_applies(cfg),
         gradient_checkpointing=t.gradient_checkpointing, optimizer=t.optimizer, precision=prec,
-        weight_dtype=cfg.model.dtype, attn=planned_attention(cfg.model.attn_implementation, device, prec),
+        weight_dtype=cfg.model.dtype,
+        attn=planned_attention(cfg.model.attn_implementation, device, prec,
+                               packing=runplan.packing_applies(cfg) and runplan.uses_causal_lm_trainer(cfg)
+                               and arch.vision is None),
         device=device, epochs=t.epochs, max_steps=t.max_steps,
         offload_activations=bool(getattr(t, "offload_activations", False)) and device == "cuda",
         liger=device == "cuda" and planned_liger(cfg), release_memory=getattr(t, "release_memory", True),
@@ -116,11 +119,14 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
     return RunSpec(**kwargs)
 
 
-def planned_attention(requested: str, device: str, precision: str) -> str:
-    """model.attn_implementation as `danlu train` resolves it on this machine (danlu.runplan):
-    auto is flash_attention_2 (varlen packing, no L×L mask) on CUDA with flash-attn installed and
-    16-bit compute, else sdpa (packing with a 4D block mask)."""
+def planned_attention(requested: str, device: str, precision: str, packing: bool = False) -> str:
+    """model.attn_implementation as `danlu train` resolves it on this machine (danlu.runplan,
+    train.levers): auto is flash_attention_2 (varlen packing, no L×L mask) on CUDA with flash-attn
+    installed and 16-bit compute; danlu_varlen_sdpa (padding-free packed rows, no mask) for a
+    packed causal-LM run on a CPU; else sdpa (packing with a 4D block mask)."""
     resolved = runplan.resolve_attention(requested, precision, lambda: device == "cuda" and runplan.flash_usable())
+    if resolved == "auto" and requested == "auto" and packing and device == "cpu":
+        return "danlu_varlen_sdpa"
     return "sdpa" if resolved == "auto" else resolved
 
 

@@ -16,7 +16,7 @@ CPU = Numerics(device="cpu", autocast=False, stream=4, act=4, mask=4, attn="sdpa
 B, L = 2, 64
 
 
-def _saved_bytes(model, *, packed: bool, bf16: bool = False) -> int:
+def _saved_bytes(model, *, packed: bool, bf16: bool = False, varlen: bool = False) -> int:
     ids = torch.randint(0, 8000, (B, L), generator=torch.Generator().manual_seed(0))
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     seen: dict[int, int] = {}
@@ -29,7 +29,11 @@ def _saved_bytes(model, *, packed: bool, bf16: bool = False) -> int:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        if packed:  # danlu's packing collator: a (B, 1, L, L) block mask and restarted positions
+        if varlen:  # danlu's VarlenCollator (danlu_varlen_sdpa on a CPU): one padding-free row, no mask
+            cu = torch.arange(0, B * L + 1, L, dtype=torch.int32)
+            model(input_ids=ids.reshape(1, B * L), position_ids=torch.arange(L).repeat(B)[None], use_cache=False,
+                  cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=L, max_length_k=L)
+        elif packed:  # danlu's packing collator: a (B, 1, L, L) block mask and restarted positions
             mask = torch.ones(B, 1, L, L, dtype=torch.bool).tril()
             model(input_ids=ids, attention_mask=mask, position_ids=torch.arange(L).expand(B, L), use_cache=False)
         else:  # the padding collator: a 2D mask with a padded row
@@ -132,12 +136,19 @@ def test_cpu_bf16_autocast_saves_what_the_walk_says(method):
     kwargs = m.load_kwargs()
     dtype = storage_dtype("auto", trains_base=m.artefact == "model", precision="bf16",
                           quantized="quantization_config" in kwargs)
+    spec = spec_from_config(cfg, device="cpu", precision="bf16")
+    num = numerics(spec)
+    varlen = spec.attn == "danlu_varlen_sdpa"  # what danlu train runs for packed rows on a CPU
+    assert varlen == (type(m).supports_packing and spec.packing)
+    if varlen:
+        from danlu.models.varlen_sdpa import register
+
+        kwargs["attn_implementation"] = register()
     torch.manual_seed(0)
     model = m.apply(load_model("builtin:small", dtype=dtype, **kwargs), MethodContext())
     model.train()
-    measured = _saved_bytes(model, packed=type(m).supports_packing, bf16=True)
-    spec = spec_from_config(cfg, device="cpu", precision="bf16")
-    num = numerics(spec)
+    with m.training_forward_context(model, autocast=True):  # the trainer's forward (LoRA inputs uncast)
+        measured = _saved_bytes(model, packed=type(m).supports_packing, bf16=True, varlen=varlen)
     assert num.autocast and num.stream == (2 if dtype == torch.bfloat16 else 4)
     act = activation_bytes(spec.arch, spec.shape, num, batch=B, seq=L, checkpointing=False)
     assert act.blocks + act.head + autocast_cache(spec, num) == pytest.approx(measured, rel=0.01)
