@@ -49,12 +49,12 @@ def _head_weight(model):
 
 def _label_hidden(model, ids, mask):
     """The output layer's input at every position (B, T, d), the model computing no logits; None
-    where the output layer is not a plain linear one (train.fused_ce decides, as for training)."""
-    from danlu.train.fused_ce import OutputCapture, fused_head_supported
+    where the output layer is not a plain linear one (models.head decides, as for training)."""
+    from danlu.models.head import HeadInputCapture, fused_head_supported
 
     if not fused_head_supported(model):
         return None
-    capture = OutputCapture(model)
+    capture = HeadInputCapture(model)
     try:
         capture.active = True
         model(input_ids=ids, attention_mask=mask, use_cache=False)

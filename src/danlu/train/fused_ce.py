@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from danlu.models.head import HeadInputCapture, fused_head_supported  # noqa: F401  (re-exported)
 from danlu.runplan import LOGITS_BUDGET, SIMPLE_HEADS, loss_chunk  # noqa: F401  (decided in runplan)
 
 
@@ -94,43 +95,9 @@ def chunked_linear_ce(hidden: torch.Tensor, weight: torch.Tensor, targets: torch
     return _ChunkedLinearCE.apply(hidden, weight, targets, denom, chunk or loss_chunk(weight.shape[0]), workspace)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    while True:
-        inner = getattr(model, "module", None)  # DDP
-        if inner is None:
-            return model
-        model = inner
-
-
-def fused_head_supported(model: nn.Module) -> bool:
-    base = _unwrap(model)
-    cfg = getattr(base, "config", None)
-    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
-    return (cfg is not None and getattr(cfg, "model_type", None) in SIMPLE_HEADS
-            and isinstance(head, nn.Linear) and head.bias is None
-            and not getattr(cfg, "final_logit_softcapping", None))
-
-
-class OutputCapture:
-    """While active, the output layer's input is kept and the layer sees an empty sequence."""
+class OutputCapture(HeadInputCapture):
+    """HeadInputCapture for the chunked loss, with its reused chunk buffers."""
 
     def __init__(self, model: nn.Module):
-        self.head = _unwrap(model).get_output_embeddings()
-        self.hidden: torch.Tensor | None = None
-        self.active = False
+        super().__init__(model)
         self.workspace = CEWorkspace()  # the loss's chunk buffers, reused step after step
-        self._handle = self.head.register_forward_pre_hook(self._hook)
-
-    def _hook(self, module, args):
-        if not self.active:
-            return None
-        (hidden,) = args
-        self.hidden = hidden
-        return (hidden[..., :0, :],)  # (B, 0, d): no logits are computed
-
-    def take(self) -> torch.Tensor:
-        hidden, self.hidden = self.hidden, None
-        return hidden
-
-    def remove(self) -> None:
-        self._handle.remove()
