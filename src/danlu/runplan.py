@@ -61,13 +61,25 @@ def packing_applies(cfg) -> bool:
     return bool(cfg.data.packing and getattr(type(cfg.method), "supports_packing", True))
 
 
-def resolve_attention(requested: str, precision: str, flash: Callable[[], bool] = flash_usable) -> str:
+VARLEN_SDPA = "danlu_varlen_sdpa"  # models.varlen_sdpa: padding-free packed rows without flash-attention
+
+
+def packs_rows(cfg, vision: bool = False) -> bool:
+    """danlu's causal-LM trainer packs this run's batches (a vision-language model pads them)."""
+    return packing_applies(cfg) and cfg.stage in CAUSAL_LM_STAGES and not vision
+
+
+def resolve_attention(requested: str, precision: str, flash: Callable[[], bool] = flash_usable, *,
+                      packing: bool = False, cuda: bool = False) -> str:
     """The attn_implementation to load the model with ("auto": transformers' default, sdpa);
-    `flash` says whether flash-attention can run here (asked only when it matters)."""
+    `flash` says whether flash-attention can run here (asked only when it matters). Packed rows
+    without flash-attention on a CPU (`packing`, not `cuda`): VARLEN_SDPA."""
     if requested != "auto":
         return requested
     if precision in ("bf16", "fp16") and flash():
         return "flash_attention_2"
+    if packing and not cuda:
+        return VARLEN_SDPA
     return "auto"
 
 

@@ -40,11 +40,7 @@ def _forward_nll(model, rows: list[tuple[list[int], list[int]]], pad_id: int):
             nll = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), target, ignore_index=IGNORE,
                                   reduction="none")
             return nll.sum(-1).tolist(), counts.tolist()
-        return _label_nll(hidden[:, :-1], target, _head_weight(model)).tolist(), counts.tolist()
-
-
-def _head_weight(model):
-    return model.get_output_embeddings().weight
+        return _label_nll(hidden[:, :-1], target, model.get_output_embeddings().weight).tolist(), counts.tolist()
 
 
 def _label_hidden(model, ids, mask):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-NAME = "danlu_varlen_sdpa"
+from danlu.runplan import VARLEN_SDPA as NAME
 
 
 def varlen_sdpa_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from danlu.methods.shape import Adapter, MethodShape
+from danlu.runplan import VARLEN_SDPA
 from danlu.plan.arch import Arch, Linear
 
 
@@ -137,7 +138,7 @@ class BlockWalk:
         # grouped keys/values are repeated to every head where SDPA takes a mask (or the prefix), and
         # by danlu_varlen_sdpa before it slices the samples
         repeat = n.attn != "flash_attention_2" and (n.mask_4d or self.m.prefix_tokens
-                                                    or n.attn == "danlu_varlen_sdpa") and a.kv_heads != a.heads
+                                                    or n.attn == VARLEN_SDPA) and a.kv_heads != a.heads
         kv = a.q_dim if repeat else a.kv_dim
         kv_scale = 1.0 + (self.m.prefix_tokens / max(self.seq, 1))  # keys include the virtual prefix
         s.add("attn.q", a.q_dim, b)
@@ -153,7 +154,7 @@ class BlockWalk:
             s.add("attn.lse", a.heads, 4)
         if (n.mask_4d or self.m.prefix_tokens) and n.attn != "flash_attention_2":
             s.add_quadratic("attn.mask", 1, b)  # the bool mask becomes an additive float mask, per block
-        if n.attn == "danlu_varlen_sdpa":  # the samples' outputs (saved by SDPA) are concatenated into a
+        if n.attn == VARLEN_SDPA:  # the samples' outputs (saved by SDPA) are concatenated into a
             return T("attn.out_cat", b, True)  # new tensor: o_proj saves that one when its weight trains
         return T("attn.out", b, True)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from danlu import runplan
 from danlu.plan.activations import Numerics, activation_bytes, offloaded
 from danlu.plan.batches import worst_batch
 from danlu.plan.calibration import calibration
@@ -79,7 +80,7 @@ def numerics(spec) -> Numerics:
     # dropout masks: bool on CUDA; on a CPU a float noise tensor of the (fp32) LoRA input
     return Numerics(device=spec.device, autocast=low and not pure16, stream=stream, act=2 if low else 4,
                     mask=4 if spec.device == "cpu" else 1, attn=spec.attn,
-                    mask_4d=spec.attn not in ("flash_attention_2", "danlu_varlen_sdpa"),
+                    mask_4d=spec.attn not in ("flash_attention_2", runplan.VARLEN_SDPA),
                     liger=spec.liger and spec.device == "cuda", quant_out=quant_out,
                     lora_uncast=low and not shape.quant_bits and not any(a.dora for a in shape.adapters.values()))
 

@@ -105,8 +105,7 @@ def spec_from_config(cfg, *, device: str, precision: str | None = None, arch: Ar
         gradient_checkpointing=t.gradient_checkpointing, optimizer=t.optimizer, precision=prec,
         weight_dtype=cfg.model.dtype,
         attn=planned_attention(cfg.model.attn_implementation, device, prec,
-                               packing=runplan.packing_applies(cfg) and runplan.uses_causal_lm_trainer(cfg)
-                               and arch.vision is None),
+                               packing=runplan.packs_rows(cfg, vision=arch.vision is not None)),
         device=device, epochs=t.epochs, max_steps=t.max_steps,
         offload_activations=bool(getattr(t, "offload_activations", False)) and device == "cuda",
         liger=device == "cuda" and planned_liger(cfg), release_memory=getattr(t, "release_memory", True),
@@ -124,9 +123,8 @@ def planned_attention(requested: str, device: str, precision: str, packing: bool
     train.levers): auto is flash_attention_2 (varlen packing, no L×L mask) on CUDA with flash-attn
     installed and 16-bit compute; danlu_varlen_sdpa (padding-free packed rows, no mask) for a
     packed causal-LM run on a CPU; else sdpa (packing with a 4D block mask)."""
-    resolved = runplan.resolve_attention(requested, precision, lambda: device == "cuda" and runplan.flash_usable())
-    if resolved == "auto" and requested == "auto" and packing and device == "cpu":
-        return "danlu_varlen_sdpa"
+    resolved = runplan.resolve_attention(requested, precision, lambda: device == "cuda" and runplan.flash_usable(),
+                                         packing=packing, cuda=device == "cuda")
     return "sdpa" if resolved == "auto" else resolved
 
 

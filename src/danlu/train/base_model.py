@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 def load_base(ctx):
     """The base model for the run's stage and method (quantised if the method says so)."""
     from danlu.models.load import load_model, storage_dtype
-    from danlu.runplan import CAUSAL_LM_STAGES, packing_applies
+    from danlu.runplan import packs_rows
     from danlu.train.levers import resolve_attention
 
     cfg, method, stage = ctx.config, ctx.config.method, ctx.config.stage_options()
@@ -19,8 +19,7 @@ def load_base(ctx):
     kwargs.update(method.load_kwargs())
     dtype = storage_dtype(cfg.model.dtype, trains_base=method.artefact == "model", precision=ctx.precision,
                           quantized="quantization_config" in kwargs)
-    packs = (packing_applies(cfg) and cfg.stage in CAUSAL_LM_STAGES
-             and getattr(ctx, "processor", None) is None)  # a vision-language model pads (trainer.choose_collator)
+    packs = packs_rows(cfg, vision=getattr(ctx, "processor", None) is not None)  # trainer.choose_collator
     attn = resolve_attention(cfg.model.attn_implementation, ctx.precision, packing=packs)
     load = dict(task=stage.task, dtype=dtype, revision=cfg.model.revision,
                 trust_remote_code=cfg.model.trust_remote_code, **kwargs)

@@ -40,11 +40,12 @@ def resolve_attention(requested: str, precision: str, packing: bool = False) -> 
     """The attn_implementation to load the model with (danlu.runplan decides; this machine's probes).
     `packing` (danlu's causal-LM trainer packs the batches): where auto finds no flash-attention and
     no CUDA, danlu_varlen_sdpa — padding-free rows, causal SDPA per sample (models/varlen_sdpa.py)."""
-    attn = runplan.resolve_attention(requested, precision, lambda: cuda_available() and flash_attn_installed())
-    if attn == "auto" and requested == "auto" and packing and not cuda_available():
+    attn = runplan.resolve_attention(requested, precision, lambda: cuda_available() and flash_attn_installed(),
+                                     packing=packing, cuda=cuda_available())
+    if attn == runplan.VARLEN_SDPA:
         from danlu.models.varlen_sdpa import register
 
-        return register()
+        register()
     return attn
 
 
